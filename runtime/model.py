@@ -1,0 +1,155 @@
+"""A loaded artifact: an onnxruntime session plus the manifest that says what its inputs and outputs mean.
+
+Shape letters: T time steps, B batch, L layers x directions, H hidden size, V classes or symbols.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import onnxruntime as ort
+
+from .artifact import BATCH, ONNX_FILE, ArtifactError, Manifest, TensorSpec, read_verified
+
+# onnxruntime's type strings for the dtypes our graphs use.
+_ORT_DTYPES = {
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(int64)": np.dtype(np.int64),
+    "tensor(int32)": np.dtype(np.int32),
+    "tensor(bool)": np.dtype(np.bool_),
+}
+
+
+def session_options(intra_op_threads: int = 1, spinning: bool = False) -> ort.SessionOptions:
+    """Defaults for small recurrent models on edge CPUs: one intra-op thread, no busy-wait spinning.
+
+    A recurrent step is a few small matmuls; extra threads and spin-waiting cost more than they save.
+    """
+    if not isinstance(intra_op_threads, int) or intra_op_threads < 1:
+        raise ValueError(f"intra_op_threads: expected an int >= 1, got {intra_op_threads!r}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = intra_op_threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    spin = "1" if spinning else "0"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    opts.log_severity_level = 3  # errors only: our own checks explain bad input better than ORT's log lines
+    return opts
+
+
+class Model:
+    """Any artifact: ``run(**arrays)`` with the artifact's IO names.
+
+    Omitted recurrent state inputs (``h_0``, ``c_0``) are zeros, shaped (L, B, H) with B taken from the
+    sequence input.
+    """
+
+    def __init__(self, folder: Path, manifest: Manifest, *, intra_op_threads: int = 1, spinning: bool = False,
+                 onnx_file: str = ONNX_FILE):
+        self.folder = folder
+        self.manifest = manifest
+        self.io = manifest.io
+        data = read_verified(folder, manifest, onnx_file)
+        try:
+            self.session = ort.InferenceSession(data, session_options(intra_op_threads, spinning),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own untyped errors for unparsable graphs
+            raise ArtifactError(f"{folder / onnx_file}: onnxruntime cannot load it: {e}") from None
+        self._declared = {i.name: i for i in self.session.get_inputs()}
+        declared_out = [o.name for o in self.session.get_outputs()]
+        expected_in = sorted(t.name for t in self.io.inputs)
+        expected_out = [t.name for t in self.io.outputs]
+        if sorted(self._declared) != expected_in or declared_out != expected_out:
+            raise ArtifactError(
+                f"{folder / onnx_file}: graph IO disagrees with the manifest: expected inputs {expected_in} "
+                f"and outputs {expected_out}, got {sorted(self._declared)} and {declared_out}")
+        self.output_names = expected_out
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, kind={self.manifest.kind!r}, folder={str(self.folder)!r})"
+
+    # ---- input checks -------------------------------------------------------------------------------------
+    def _check(self, name: str, value: Any) -> np.ndarray:
+        """Return ``value`` as an array the session accepts, or raise saying what was expected and what came."""
+        decl = self._declared[name]
+        want = _ORT_DTYPES[decl.type]
+        arr = np.asarray(value)
+        if arr.dtype != want:
+            if want.kind in "iu" and arr.dtype.kind in "iub" and np.can_cast(arr.dtype, want, "safe"):
+                arr = arr.astype(want)  # int32/uint8 ids -> int64: lossless
+            else:
+                raise TypeError(f"{self.name}: input {name!r}: expected dtype {want}, got {arr.dtype}"
+                                + (" (cast explicitly, e.g. .astype(np.float32))" if want.kind == "f" else ""))
+        if arr.ndim != len(decl.shape):
+            raise ValueError(f"{self.name}: input {name!r}: expected rank {len(decl.shape)} with shape "
+                             f"{_fmt(decl.shape)}, got rank {arr.ndim} with shape {arr.shape}")
+        for axis, (want_dim, got_dim) in enumerate(zip(decl.shape, arr.shape)):
+            if isinstance(want_dim, int) and want_dim != got_dim:
+                raise ValueError(f"{self.name}: input {name!r}: expected shape {_fmt(decl.shape)}, got {arr.shape} "
+                                 f"(axis {axis} must be {want_dim})")
+        return np.ascontiguousarray(arr)
+
+    def _check_feed(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        unknown = sorted(set(arrays) - set(self._declared))
+        if unknown:
+            raise ValueError(f"{self.name}: unknown input(s) {unknown}: expected names from {sorted(self._declared)}")
+        feed = {name: self._check(name, value) for name, value in arrays.items() if value is not None}
+        data = [t.name for t in self.io.data_inputs]
+        missing = [n for n in data if n not in feed]
+        if missing:
+            raise ValueError(f"{self.name}: missing input(s) {missing}: expected {data}, got {sorted(feed)}")
+        for spec in self.io.data_inputs:
+            empty = [sym for sym, dim in zip(spec.shape, feed[spec.name].shape) if isinstance(sym, str) and dim < 1]
+            if empty:
+                raise ValueError(f"{self.name}: input {spec.name!r}: axes {empty} must have size >= 1, got shape "
+                                 f"{feed[spec.name].shape}")
+        batch = self.batch_size(feed)
+        for state_in, _ in self.io.state:
+            if state_in not in feed:
+                feed[state_in] = self.zero_state(state_in, batch)
+        # Symbolic axes must agree across inputs (a state whose batch differs from the sequence's, say).
+        sizes: dict[str, tuple[str, int]] = {}
+        for spec in self.io.inputs:
+            for sym, dim in zip(spec.shape, feed[spec.name].shape):
+                if isinstance(sym, str):
+                    first = sizes.setdefault(sym, (spec.name, dim))
+                    if first[1] != dim:
+                        raise ValueError(f"{self.name}: axis {sym!r} disagrees: input {first[0]!r} has {first[1]}, "
+                                         f"input {spec.name!r} has {dim}")
+        return feed
+
+    def batch_size(self, feed: Mapping[str, np.ndarray]) -> int:
+        spec = self.io.data_inputs[0]
+        axis = spec.axis(BATCH)
+        return 1 if axis is None else int(feed[spec.name].shape[axis])
+
+    def time_major(self, name: str, array: np.ndarray) -> np.ndarray:
+        """Swap ``array`` between the artifact's layout of IO tensor ``name`` and time-major (T, B, ...).
+
+        The swap is its own inverse, so the same call converts in either direction.
+        """
+        spec = next(t for t in self.io.inputs + self.io.outputs if t.name == name)
+        return np.swapaxes(array, 0, 1) if spec.axis(BATCH) == 0 else array
+
+    def zero_state(self, state_input: str, batch: int) -> np.ndarray:
+        spec: TensorSpec = self.io.input(state_input)
+        shape = tuple(batch if d == BATCH else d for d in spec.shape)
+        return np.zeros(shape, dtype=np.dtype(spec.dtype))
+
+    # ---- running --------------------------------------------------------------------------------------------
+    def run(self, **arrays: Any) -> dict[str, np.ndarray]:
+        """Run the graph once. Keyword names are the artifact's input names; returns {output name: array}."""
+        feed = self._check_feed(arrays)
+        outputs = self.session.run(self.output_names, feed)
+        return dict(zip(self.output_names, outputs))
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
