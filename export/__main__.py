@@ -1,0 +1,87 @@
+"""``python -m export NAME... | --all [--out DIR] [--force]``: train, export, verify and write artifacts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .build import export
+from .convert import EXPORTERS, ExportError
+from .seeds import REGISTRY
+from .verify import ParityError
+
+DEFAULT_OUT = Path("artifacts")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m export",
+        description="Train (or rebuild) seed models, export each to TorchScript (model.pt) and ONNX (model.onnx) "
+                    "with dynamic time and batch axes, verify parity across eager torch, TorchScript and ONNX "
+                    "Runtime, and write ARTIFACT_DIR/NAME/ with manifest.json. An artifact that fails any check "
+                    "is not written and the exit status is 1.",
+        epilog="models: " + ", ".join(REGISTRY))
+    p.add_argument("names", nargs="*", metavar="NAME", help="models to export (see the list below)")
+    p.add_argument("--all", action="store_true", help="export every registered model")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                   help=f"folder that receives one subfolder per artifact (default: {DEFAULT_OUT})")
+    p.add_argument("--force", action="store_true", help="replace artifacts that already exist")
+    p.add_argument("--exporter", choices=EXPORTERS, default="torchscript",
+                   help="ONNX exporter: torchscript (default; keeps time/batch dynamic for RNNs in torch 2.13) or "
+                        "dynamo (torch's default, which pins the time axis of RNNs: kept to re-check that)")
+    p.add_argument("--list", action="store_true", help="list the registered models and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.list:
+        for spec in REGISTRY.values():
+            print(f"{spec.name:26} {spec.kind:10} seed {spec.seeds:14} {spec.summary}")
+        return 0
+    if args.all == bool(args.names):
+        parser.error("give model NAMEs or --all (not both)")
+    unknown = [n for n in args.names if n not in REGISTRY]
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; expected names from: {', '.join(REGISTRY)}")
+    names = list(REGISTRY) if args.all else args.names
+    if not args.force:
+        existing = [n for n in names if (args.out / n).exists()]
+        if existing:
+            parser.error(f"{', '.join(str(args.out / n) for n in existing)} exist(s); pass --force to replace")
+
+    rows, failed = [], []
+    for i, name in enumerate(names, 1):
+        print(f"[{i}/{len(names)}] {name}: train, export, verify ...", file=sys.stderr, flush=True)
+        try:
+            r = export(REGISTRY[name], args.out, exporter=args.exporter, force=args.force)
+        except (ExportError, ParityError) as e:
+            print(f"error: {name}: not written: {e}", file=sys.stderr)
+            failed.append(name)
+            rows.append((name, args.exporter, "-", "-", "-", "FAILED"))
+            continue
+        p = r.manifest.parity
+        seed_ok = sum(c["ok"] for c in p["seed_checks"])
+        rows.append((name, r.manifest.export["exporter"], str(p["comparisons"]), f"{p['max_abs_diff']:.1e}",
+                     f"{seed_ok}/{len(p['seed_checks'])}", f"ok {r.seconds:.1f}s"))
+    _table(["artifact", "exporter", "comparisons", "max abs diff", "seed checks", "status"], rows)
+    if failed:
+        print(f"error: {len(failed)} artifact(s) failed verification and were not written: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _table(header: list[str], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print(line(r))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""train -> export (TorchScript, ONNX) -> check -> verify -> write: one artifact folder, complete or absent.
+
+The artifact is built in a temporary folder beside its destination and moved into place only after every
+check passed, so an interrupted or failing export never leaves a half artifact nor harms the previous one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import onnxruntime
+import torch
+
+import runtime
+from runtime.artifact import ONNX_FILE, TORCHSCRIPT_FILE, Manifest, sha256_bytes, write_manifest
+from .convert import OPSET, ExportError, add_metadata, check_onnx, example_inputs, to_onnx, to_torchscript
+from .models import io_spec
+from .seeds import SeedModel
+from .verify import ParityError, backends_for, raise_on_failure, summarize, verify
+
+EXPORTER_REASON = ("torch 2.13's dynamo exporter pins the time axis of LSTM/GRU/RNN graphs to the example length "
+                   "(they fail at any other length); the TorchScript-based exporter keeps time and batch symbolic")
+
+
+@dataclass
+class Result:
+    name: str
+    folder: Path
+    manifest: Manifest
+    seconds: float
+
+
+def export(spec: SeedModel, out_root: Path, *, exporter: str = "torchscript", force: bool = False) -> Result:
+    """Train ``spec``, export it, verify it, and write ``out_root/NAME``. Raises ExportError or ParityError."""
+    started = time.perf_counter()
+    dest = out_root / spec.name
+    if dest.exists() and not force:
+        raise ExportError(f"{dest} exists; pass --force to replace it")
+    out_root.mkdir(parents=True, exist_ok=True)
+    trained = spec.train()
+    net = trained.net.eval()
+    io = io_spec(spec.kind, trained.cfg)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", suffix=".partial", dir=out_root))
+    tmp.chmod(0o755)  # mkdtemp makes it private; an artifact is meant to be read by others
+    try:
+        to_torchscript(net, tmp / TORCHSCRIPT_FILE)
+        to_onnx(net, io, tmp / ONNX_FILE, example_inputs(io, net, spec.example_length, spec.example_batch), exporter)
+        manifest = Manifest(
+            name=spec.name, kind=spec.kind, config=trained.cfg.to_json(), io=io, vocab=trained.vocab,
+            export={"exporter": exporter, "exporter_call": "torch.onnx.export(dynamo=%s)" % (exporter == "dynamo"),
+                    "exporter_reason": EXPORTER_REASON, "opset": OPSET, "torch": torch.__version__,
+                    "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "seeds": spec.seeds,
+                    "summary": spec.summary, "training": trained.training},
+            parity={"example_length": spec.example_length})
+        add_metadata(tmp / ONNX_FILE, manifest)
+        check_onnx(tmp / ONNX_FILE, io)
+        manifest.files = {f: sha256_bytes((tmp / f).read_bytes()) for f in (ONNX_FILE, TORCHSCRIPT_FILE)}
+        write_manifest(tmp, manifest)
+
+        diffs = verify(backends_for(tmp, net, spec.example_length))
+        model = runtime.load(tmp)
+        checks = [{"what": what, "ok": ok, "detail": detail} for what, ok, detail in trained.facts]
+        for check in spec.checks:
+            ok, detail = check.run(model)
+            checks.append({"what": check.what, "ok": ok, "detail": detail})
+        manifest.parity = {**summarize(diffs, spec.example_length), "seed_checks": checks}
+        write_manifest(tmp, manifest)
+        raise_on_failure(diffs)
+        failed = [c for c in checks if not c["ok"]]
+        if failed:
+            raise ParityError("seed reference check(s) failed:\n" + "\n".join(
+                f"  {spec.name}: {c['what']}: {c['detail']}" for c in failed))
+        _replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Result(spec.name, dest, manifest, time.perf_counter() - started)
+
+
+def _replace(new: Path, dest: Path) -> None:
+    """Move the verified folder into place; the previous artifact is removed only once the new one is there."""
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+        dest.rename(old / dest.name)
+    new.rename(dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

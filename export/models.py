@@ -1,0 +1,147 @@
+"""The torch side of every seed model: one config dataclass and one network family.
+
+A network is encoder -> recurrent core -> head, with the recurrent state explicit:
+
+    LSTM:       forward(input, h_0, c_0) -> (output, h_n, c_n)
+    GRU, RNN:   forward(input, h_0)      -> (output, h_n)
+
+Shape letters: T time steps, B batch, F input features, H hidden size, L num_layers, V classes/symbols.
+Sequence tensors are (T, B, ...) or, with ``batch_first``, (B, T, ...); state is (L, B, H) either way.
+
+The seeds reshape with the example's length (``embeds.view(len(sentence), 1, -1)``), which pins that length
+into every exported graph. Nothing here reads a size from the data, so time and batch stay dynamic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from runtime.artifact import BATCH, TIME, IOSpec, TensorSpec
+
+CELLS = ("LSTM", "GRU", "RNN")
+ENCODERS = ("dense", "embedding", "one_hot")
+HEADS = ("none", "log_softmax")
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    cell: str  # "LSTM" | "GRU" | "RNN"
+    input_size: int  # F: features per step entering the recurrent core
+    hidden_size: int  # H
+    num_layers: int = 1  # L
+    batch_first: bool = False  # sequence tensors (B, T, ...) instead of (T, B, ...)
+    encoder: str = "dense"  # "dense": float features in; "embedding": ids -> learned vectors; "one_hot": ids -> one-hot
+    vocab_size: int = 0  # ids accepted by the encoder, including the unknown id (embedding/one_hot only)
+    head: str = "none"  # "none": the core's output as is; "log_softmax": Linear(H, V) then log_softmax
+    num_classes: int = 0  # V for the log_softmax head
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ValueError(f"cell: expected one of {CELLS}, got {self.cell!r}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder: expected one of {ENCODERS}, got {self.encoder!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"head: expected one of {HEADS}, got {self.head!r}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class OneHot(nn.Module):
+    """ids (T, B) -> one-hot (T, B, F). Ids >= F (the unknown symbol) become all-zero vectors."""
+
+    def __init__(self, num_ids: int, size: int):
+        super().__init__()
+        self.register_buffer("table", torch.eye(num_ids, size))  # (num_ids, F); rows past F are zero
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.table)
+
+
+class Classifier(nn.Module):
+    """(T, B, H) -> (T, B, V) log-probabilities."""
+
+    def __init__(self, hidden_size: int, num_classes: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.linear(x), dim=-1)
+
+
+class Net(nn.Module):
+    """Encoder, recurrent core, head. Submodules are built in the seeds' order (embedding, rnn, linear) so that
+    the same ``torch.manual_seed`` gives the seeds' exact initial weights."""
+
+    def __init__(self, cfg: NetConfig, known_ids: int | None = None):
+        super().__init__()
+        self.cfg = cfg
+        if cfg.encoder == "embedding":
+            # The seeds' vocabularies have no unknown word. Draw the known rows exactly as nn.Embedding would
+            # (same RNG use as the seed) and add zero rows for the extra ids (unknown) after them.
+            known = cfg.vocab_size if known_ids is None else known_ids
+            emb = nn.Embedding(known, cfg.input_size)
+            extra = torch.zeros(cfg.vocab_size - known, cfg.input_size)
+            emb.weight = nn.Parameter(torch.cat([emb.weight.data, extra]))  # (vocab_size, F)
+            emb.num_embeddings = cfg.vocab_size
+            self.encoder: nn.Module = emb
+        elif cfg.encoder == "one_hot":
+            self.encoder = OneHot(cfg.vocab_size, cfg.input_size)
+        else:
+            self.encoder = nn.Identity()
+        rnn_cls = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}[cfg.cell]
+        self.rnn = rnn_cls(cfg.input_size, cfg.hidden_size, num_layers=cfg.num_layers, batch_first=cfg.batch_first)
+        self.head: nn.Module = Classifier(cfg.hidden_size, cfg.num_classes) if cfg.head == "log_softmax" else nn.Identity()
+
+
+class LSTMNet(Net):
+    def forward(self, input: torch.Tensor, h_0: torch.Tensor, c_0: torch.Tensor):
+        y, (h_n, c_n) = self.rnn(self.encoder(input), (h_0, c_0))  # y: (T, B, H); h_n, c_n: (L, B, H)
+        return self.head(y), h_n, c_n
+
+
+class HiddenNet(Net):
+    """GRU and RNN: one state tensor."""
+
+    def forward(self, input: torch.Tensor, h_0: torch.Tensor):
+        y, h_n = self.rnn(self.encoder(input), h_0)  # y: (T, B, H); h_n: (L, B, H)
+        return self.head(y), h_n
+
+
+def build(cfg: NetConfig, known_ids: int | None = None) -> Net:
+    """A fresh network for ``cfg``; ``known_ids`` ids draw random embeddings, the rest (unknown) start at zero."""
+    return (LSTMNet if cfg.cell == "LSTM" else HiddenNet)(cfg, known_ids)
+
+
+def state_names(cfg: NetConfig) -> list[tuple[str, str]]:
+    return [("h_0", "h_n"), ("c_0", "c_n")] if cfg.cell == "LSTM" else [("h_0", "h_n")]
+
+
+# Graph IO per kind: (sequence input name, its dtype, main output name). Everything else derives from the config.
+KIND_IO = {
+    "recurrent": ("input", "float32", "output"),
+    "tagger": ("words", "int64", "scores"),
+    "char-lm": ("chars", "int64", "logits"),
+}
+
+
+def io_spec(kind: str, cfg: NetConfig) -> IOSpec:
+    """The one declaration of a model's IO (names, dtypes, symbolic axes). The exporter's dynamic axes, the
+    runtime's input checks and the parity suite all read this, through the manifest."""
+    seq_in, seq_dtype, seq_out = KIND_IO[kind]
+    lead = (BATCH, TIME) if cfg.batch_first else (TIME, BATCH)
+    feature = () if cfg.encoder != "dense" else (cfg.input_size,)
+    out_size = cfg.num_classes if cfg.head == "log_softmax" else cfg.hidden_size
+    state_shape = (cfg.num_layers, BATCH, cfg.hidden_size)
+    pairs = state_names(cfg)
+    return IOSpec(
+        inputs=(TensorSpec(seq_in, seq_dtype, lead + feature),
+                *(TensorSpec(i, "float32", state_shape) for i, _ in pairs)),
+        outputs=(TensorSpec(seq_out, "float32", lead + (out_size,)),
+                 *(TensorSpec(o, "float32", state_shape) for _, o in pairs)),
+        state=tuple(pairs),
+    )
