@@ -1,0 +1,27 @@
+# make run:  create .venv, install, train + export + verify every seed model into artifacts/, print the parity table
+# make test: create .venv if missing, install, run the test suite
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(VENV)/bin/pip
+STAMP   := $(VENV)/.seqedge-installed
+
+.PHONY: install run test clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	# The CPU build of torch first and alone, so nothing after it can resolve to a CUDA build.
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[export,test]'
+	@if $(PIP) list 2>/dev/null | grep -qi '^nvidia-'; then echo "error: CUDA packages were installed" >&2; exit 1; fi
+	touch $(STAMP)
+
+run: install
+	$(PY) -m export --all --force
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache

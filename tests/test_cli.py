@@ -1,0 +1,62 @@
+"""The command lines, called the way users call them."""
+
+from __future__ import annotations
+
+import json
+
+from export.seeds import HELLO, REGISTRY
+
+from .conftest import run_cli
+
+
+def test_runtime_help_lists_commands():
+    out = run_cli("runtime", "--help")
+    assert out.returncode == 0 and all(c in out.stdout for c in ("tag", "generate", "info"))
+
+
+def test_runtime_tag_reads_stdin_one_sentence_per_line():
+    out = run_cli("runtime", "tag", "artifacts/pos-tutorial", "-",
+                  input="The dog ate the apple\n\nEverybody read that book\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["DET NN V DET NN", "", "NN V DET NN"]
+
+
+def test_runtime_tag_reads_a_file(tmp_path):
+    f = tmp_path / "in.txt"
+    f.write_text("Everybody read that book\n", encoding="utf-8")
+    out = run_cli("runtime", "tag", "artifacts/pos-tutorial-gru", str(f))
+    assert out.returncode == 0 and out.stdout == "NN V DET NN\n", out.stderr
+
+
+def test_runtime_generate_prints_prompt_and_continuation():
+    out = run_cli("runtime", "generate", "artifacts/char-hello", "--prompt", "", "-n", "100")
+    assert out.returncode == 0 and out.stdout == HELLO + "\n", out.stderr
+    out = run_cli("runtime", "generate", "artifacts/char-hello", "--prompt", "hello", "-n", "9")
+    assert out.stdout == "hello pytorch.\n"
+
+
+def test_runtime_cli_errors_are_one_line_and_nonzero(tmp_path):
+    out = run_cli("runtime", "generate", "artifacts/pos-tutorial", "--prompt", "x")
+    assert out.returncode == 1 and "needs a CharLM artifact" in out.stderr and "Traceback" not in out.stderr
+    out = run_cli("runtime", "tag", str(tmp_path))
+    assert out.returncode == 1 and "no manifest" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_runtime_info_prints_the_manifest_essentials():
+    out = run_cli("runtime", "info", "artifacts/lstm-tutorial")
+    info = json.loads(out.stdout)
+    assert info["kind"] == "recurrent" and info["export"]["exporter"] == "torchscript"
+
+
+def test_export_help_and_list():
+    out = run_cli("export", "--help")
+    assert out.returncode == 0 and "--all" in out.stdout and "--out" in out.stdout and "--force" in out.stdout
+    out = run_cli("export", "--list")
+    assert out.returncode == 0 and all(name in out.stdout for name in REGISTRY)
+
+
+def test_export_rejects_unknown_names_and_existing_artifacts(tmp_path):
+    out = run_cli("export", "no-such-model")
+    assert out.returncode == 2 and "unknown model" in out.stderr
+    out = run_cli("export", "lstm-tutorial", "--out", "artifacts")
+    assert out.returncode == 2 and "--force" in out.stderr

@@ -1,0 +1,74 @@
+"""Exporting: what an artifact holds, that re-running reproduces it, and that a failing artifact is refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+import runtime
+from export.seeds import REGISTRY
+from runtime.artifact import ONNX_FILE, TORCHSCRIPT_FILE, read_manifest, sha256_bytes
+
+from .conftest import ARTIFACTS, run_cli
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_artifact_holds_checked_graph_with_symbolic_axes_and_metadata(name):
+    folder = ARTIFACTS / name
+    m = read_manifest(folder)
+    for f in (ONNX_FILE, TORCHSCRIPT_FILE):
+        assert m.files[f] == sha256_bytes((folder / f).read_bytes()), f"{name}/{f}: SHA-256"
+    model = onnx.load(str(folder / ONNX_FILE))
+    onnx.checker.check_model(model, full_check=True)
+    onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    declared = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+                for v in list(model.graph.input) + list(model.graph.output)}
+    for spec in m.io.inputs + m.io.outputs:
+        assert declared[spec.name] == list(spec.shape), f"{name}: {spec.name}"
+        assert "time" in spec.shape or spec.name in {n for p in m.io.state for n in p}, f"{name}: {spec.name}"
+        assert "batch" in spec.shape, f"{name}: {spec.name}"
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["seqedge.name"] == name and meta["seqedge.kind"] == m.kind
+    assert json.loads(meta["seqedge.io"]) == m.io.to_json()
+    assert m.export["exporter"] == "torchscript" and m.export["opset"] == model.opset_import[0].version
+    for key in ("torch", "onnx", "onnxruntime", "exporter_reason"):
+        assert m.export[key], key
+
+
+def test_export_writes_a_verified_artifact_without_warning_spam(tmp_path):
+    out = run_cli("export", "lstm-tutorial", "rnn-hello-3layer", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "Warning" not in out.stderr, out.stderr
+    for name in ("lstm-tutorial", "rnn-hello-3layer"):
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["manifest.json", "model.onnx", "model.pt"]
+    assert "| lstm-tutorial" in out.stdout and "max abs diff" in out.stdout
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary folders left behind"
+
+
+@pytest.mark.parametrize("name", ["pos-tutorial", "char-hello-batch-first"])
+def test_rerunning_export_reproduces_the_committed_artifact(tmp_path, name):
+    out = run_cli("export", name, "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    old, new = runtime.load(ARTIFACTS / name), runtime.load(tmp_path / name)
+    if isinstance(old, runtime.Tagger):
+        sentences = [s.split() for s in ("The dog ate the apple", "Everybody read that book", "the book ate a dog")]
+        assert new.tag_batch(sentences) == old.tag_batch(sentences)
+    else:
+        assert new.generate() == old.generate()
+    ids = np.arange(old.manifest.config["vocab_size"], dtype=np.int64)[:, None]
+    seq = old.io.data_inputs[0].name
+    a, b = old.run(**{seq: old.time_major(seq, ids)}), new.run(**{seq: new.time_major(seq, ids)})
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], atol=1e-5, err_msg=f"{name}: {k}")
+
+
+def test_export_refuses_an_artifact_that_fails_verification(tmp_path):
+    """torch 2.13's dynamo exporter pins the time axis of an LSTM: export must refuse it with exit 1."""
+    out = run_cli("export", "lstm-tutorial", "--out", str(tmp_path), "--exporter", "dynamo")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "not written" in out.stderr and "lstm-tutorial" in out.stderr
+    assert not (tmp_path / "lstm-tutorial").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary folders left behind"
