@@ -1,11 +1,12 @@
 # make run:  create .venv, install, train + export + verify every seed model into artifacts/, print the parity table
 # make test: create .venv if missing, install, run the test suite
+# make retrain-pos-ewt: train the EWT tagger from scratch instead of exporting its committed checkpoint
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(VENV)/bin/pip
 STAMP   := $(VENV)/.seqedge-installed
 
-.PHONY: install run test clean
+.PHONY: install run test retrain-pos-ewt clean
 
 install: $(STAMP)
 
@@ -13,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	# The CPU build of torch first and alone, so nothing after it can resolve to a CUDA build.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[export,test]'
+	$(PIP) install --quiet -e '.[export,conllu,test]'
 	@if $(PIP) list 2>/dev/null | grep -qi '^nvidia-'; then echo "error: CUDA packages were installed" >&2; exit 1; fi
 	touch $(STAMP)
 
@@ -22,6 +23,10 @@ run: install
 
 test: install
 	$(PY) -m pytest -q
+
+# Train pos-ewt from scratch (<= 30 min on 2 cores), update its checkpoint, re-export and verify it.
+retrain-pos-ewt: install
+	$(PY) -m export pos-ewt --retrain --force
 
 clean:
 	rm -rf $(VENV) .pytest_cache

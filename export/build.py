@@ -17,10 +17,11 @@ import onnxruntime
 import torch
 
 import runtime
-from runtime.artifact import ONNX_FILE, TORCHSCRIPT_FILE, Manifest, sha256_bytes, write_manifest
-from .convert import OPSET, ExportError, add_metadata, check_onnx, example_inputs, to_onnx, to_torchscript
-from .models import io_spec
-from .seeds import SeedModel
+from runtime.artifact import INT8_FILE, ONNX_FILE, TORCHSCRIPT_FILE, Manifest, sha256_bytes, write_manifest
+from .convert import OPSET, ExportError, add_metadata, check_onnx, quantize_int8, to_onnx, to_torchscript
+from .inputs import make_feed
+from .models import io_for
+from .seeds import ModelSpec
 from .verify import ParityError, backends_for, raise_on_failure, summarize, verify
 
 EXPORTER_REASON = ("torch 2.13's dynamo exporter pins the time axis of LSTM/GRU/RNN graphs to the example length "
@@ -35,31 +36,41 @@ class Result:
     seconds: float
 
 
-def export(spec: SeedModel, out_root: Path, *, exporter: str = "torchscript", force: bool = False) -> Result:
+def export(spec: ModelSpec, out_root: Path, *, exporter: str = "torchscript", force: bool = False,
+           retrain: bool = False) -> Result:
     """Train ``spec``, export it, verify it, and write ``out_root/NAME``. Raises ExportError or ParityError."""
     started = time.perf_counter()
     dest = out_root / spec.name
     if dest.exists() and not force:
         raise ExportError(f"{dest} exists; pass --force to replace it")
     out_root.mkdir(parents=True, exist_ok=True)
-    trained = spec.train()
+    trained = spec.train(retrain)
     net = trained.net.eval()
-    io = io_spec(spec.kind, trained.cfg)
+    io = io_for(spec.kind, trained.cfg)
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", suffix=".partial", dir=out_root))
     tmp.chmod(0o755)  # mkdtemp makes it private; an artifact is meant to be read by others
     try:
         to_torchscript(net, tmp / TORCHSCRIPT_FILE)
-        to_onnx(net, io, tmp / ONNX_FILE, example_inputs(io, net, spec.example_length, spec.example_batch), exporter)
+        example = make_feed(io, trained.cfg, spec.example_length, spec.example_batch)
+        to_onnx(net, io, tmp / ONNX_FILE, tuple(torch.from_numpy(a) for a in example.values()), exporter)
         manifest = Manifest(
             name=spec.name, kind=spec.kind, config=trained.cfg.to_json(), io=io, vocab=trained.vocab,
             export={"exporter": exporter, "exporter_call": "torch.onnx.export(dynamo=%s)" % (exporter == "dynamo"),
                     "exporter_reason": EXPORTER_REASON, "opset": OPSET, "torch": torch.__version__,
-                    "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "seeds": spec.seeds,
+                    "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "source": spec.source,
                     "summary": spec.summary, "training": trained.training},
             parity={"example_length": spec.example_length})
         add_metadata(tmp / ONNX_FILE, manifest)
         check_onnx(tmp / ONNX_FILE, io)
-        manifest.files = {f: sha256_bytes((tmp / f).read_bytes()) for f in (ONNX_FILE, TORCHSCRIPT_FILE)}
+        files = [ONNX_FILE, TORCHSCRIPT_FILE]
+        if spec.int8:
+            quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
+            check_onnx(tmp / INT8_FILE, io)
+            files.append(INT8_FILE)
+        for name, data in trained.extra_files.items():
+            (tmp / name).write_bytes(data)
+            files.append(name)
+        manifest.files = {f: sha256_bytes((tmp / f).read_bytes()) for f in files}
         write_manifest(tmp, manifest)
 
         diffs = verify(backends_for(tmp, net, spec.example_length))
@@ -68,12 +79,12 @@ def export(spec: SeedModel, out_root: Path, *, exporter: str = "torchscript", fo
         for check in spec.checks:
             ok, detail = check.run(model)
             checks.append({"what": check.what, "ok": ok, "detail": detail})
-        manifest.parity = {**summarize(diffs, spec.example_length), "seed_checks": checks}
+        manifest.parity = {**summarize(diffs, spec.example_length), "checks": checks}
         write_manifest(tmp, manifest)
         raise_on_failure(diffs)
         failed = [c for c in checks if not c["ok"]]
         if failed:
-            raise ParityError("seed reference check(s) failed:\n" + "\n".join(
+            raise ParityError("artifact check(s) failed:\n" + "\n".join(
                 f"  {spec.name}: {c['what']}: {c['detail']}" for c in failed))
         _replace(tmp, dest)
     finally:

@@ -10,6 +10,10 @@ So ``torchscript`` is the default; ``--exporter dynamo`` stays available and is 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import sys
+import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,14 +30,6 @@ OPSET = 17  # LSTM/GRU/RNN ops are stable since opset 14; 17 is widely supported
 
 class ExportError(Exception):
     """An export produced something we will not ship (pinned axes, checker failure, ...)."""
-
-
-def example_inputs(io: IOSpec, net: Net, length: int, batch: int) -> tuple[torch.Tensor, ...]:
-    """Zero tensors for tracing, shaped by the IO declaration at the given length and batch."""
-    def tensor(spec):
-        shape = [length if d == "time" else batch if d == "batch" else d for d in spec.shape]
-        return torch.zeros(shape, dtype=getattr(torch, spec.dtype))
-    return tuple(tensor(s) for s in io.inputs)
 
 
 @contextmanager
@@ -55,6 +51,32 @@ def quiet_export_tools():
         yield
 
 
+# C++ warnings the exporter prints straight to file descriptor 2, past Python's warnings machinery. They are
+# about its intermediate shape inference of packed sequences; the final graph passes onnx's strict shape
+# inference and the parity checks, which is what matters.
+NATIVE_NOISE = ("The shape inference of prim::PackPadded type is missing",
+                "The shape inference of prim::PadPacked type is missing")
+
+
+@contextmanager
+def _drop_native_stderr(noise: tuple[str, ...] = NATIVE_NOISE):
+    """Capture fd 2 while the exporter runs; pass on every line except the known noise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode("utf-8", "replace").splitlines():
+                if line.strip() and not any(n in line for n in noise):
+                    print(line, file=sys.stderr)
+
+
 def to_torchscript(net: Net, path: Path) -> None:
     with quiet_export_tools():
         torch.jit.script(net).save(str(path))  # script, not trace: trace would bake in the example length
@@ -62,7 +84,7 @@ def to_torchscript(net: Net, path: Path) -> None:
 
 def to_onnx(net: Net, io: IOSpec, path: Path, example: tuple[torch.Tensor, ...], exporter: str) -> None:
     names = {"input_names": [t.name for t in io.inputs], "output_names": [t.name for t in io.outputs]}
-    with quiet_export_tools():
+    with quiet_export_tools(), _drop_native_stderr():
         if exporter == "torchscript":
             dynamic_axes = {t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)}
                             for t in io.inputs + io.outputs}
@@ -76,6 +98,33 @@ def to_onnx(net: Net, io: IOSpec, path: Path, example: tuple[torch.Tensor, ...],
                               external_data=False, **names)
         else:
             raise ValueError(f"exporter: expected one of {EXPORTERS}, got {exporter!r}")
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """ONNX Runtime dynamic quantization: int8 weights for MatMul, LSTM and Gather (the embeddings), activations
+    quantized on the fly. Accuracy and agreement with fp32 are checked by the model's own checks."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # quantize_dynamic logs "Please consider to run pre-processing before quantization" on the root logger;
+    # pre-processing (symbolic shape inference, graph optimisation) is for static quantization of vision
+    # models, and the int8 result is checked for accuracy and agreement anyway.
+    root = logging.getLogger()
+    hush = _MessageFilter("pre-processing before quantization")
+    root.addFilter(hush)
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "LSTM", "Gather"])
+    finally:
+        root.removeFilter(hush)
+
+
+class _MessageFilter(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
 
 
 def declared_shapes(model: onnx.ModelProto) -> dict[str, list[int | str]]:

@@ -24,7 +24,7 @@ from runtime.artifact import BATCH, TIME, IOSpec, TensorSpec
 
 CELLS = ("LSTM", "GRU", "RNN")
 ENCODERS = ("dense", "embedding", "one_hot")
-HEADS = ("none", "log_softmax")
+HEADS = ("none", "log_softmax", "linear")
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,9 @@ class NetConfig:
     batch_first: bool = False  # sequence tensors (B, T, ...) instead of (T, B, ...)
     encoder: str = "dense"  # "dense": float features in; "embedding": ids -> learned vectors; "one_hot": ids -> one-hot
     vocab_size: int = 0  # ids accepted by the encoder, including the unknown id (embedding/one_hot only)
-    head: str = "none"  # "none": the core's output as is; "log_softmax": Linear(H, V) then log_softmax
-    num_classes: int = 0  # V for the log_softmax head
+    head: str = "none"  # "none": the core's output as is; "linear": Linear(H, V) logits; "log_softmax": then log_softmax
+    num_classes: int = 0  # V for the linear and log_softmax heads
+    dropout: float = 0.0  # between stacked recurrent layers, training only
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -94,8 +95,11 @@ class Net(nn.Module):
         else:
             self.encoder = nn.Identity()
         rnn_cls = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}[cfg.cell]
-        self.rnn = rnn_cls(cfg.input_size, cfg.hidden_size, num_layers=cfg.num_layers, batch_first=cfg.batch_first)
-        self.head: nn.Module = Classifier(cfg.hidden_size, cfg.num_classes) if cfg.head == "log_softmax" else nn.Identity()
+        self.rnn = rnn_cls(cfg.input_size, cfg.hidden_size, num_layers=cfg.num_layers, batch_first=cfg.batch_first,
+                           dropout=cfg.dropout)
+        self.head: nn.Module = {"none": lambda: nn.Identity(),
+                                "linear": lambda: nn.Linear(cfg.hidden_size, cfg.num_classes),
+                                "log_softmax": lambda: Classifier(cfg.hidden_size, cfg.num_classes)}[cfg.head]()
 
 
 class LSTMNet(Net):
@@ -135,7 +139,7 @@ def io_spec(kind: str, cfg: NetConfig) -> IOSpec:
     seq_in, seq_dtype, seq_out = KIND_IO[kind]
     lead = (BATCH, TIME) if cfg.batch_first else (TIME, BATCH)
     feature = () if cfg.encoder != "dense" else (cfg.input_size,)
-    out_size = cfg.num_classes if cfg.head == "log_softmax" else cfg.hidden_size
+    out_size = cfg.hidden_size if cfg.head == "none" else cfg.num_classes
     state_shape = (cfg.num_layers, BATCH, cfg.hidden_size)
     pairs = state_names(cfg)
     return IOSpec(
@@ -145,3 +149,93 @@ def io_spec(kind: str, cfg: NetConfig) -> IOSpec:
                  *(TensorSpec(o, "float32", state_shape) for _, o in pairs)),
         state=tuple(pairs),
     )
+
+
+# ---- the edge POS tagger: char BiLSTM word features + word embeddings -> BiLSTM over the sentence ------------
+
+@dataclass(frozen=True)
+class TaggerConfig:
+    word_vocab: int  # word ids, pad (0) and unknown (1) included
+    char_vocab: int  # character ids, pad (0) and unknown (1) included
+    num_tags: int  # V
+    word_dim: int = 80  # E_w
+    char_dim: int = 50  # E_c
+    char_hidden: int = 100  # H_c, per direction
+    hidden: int = 150  # H, per direction
+    num_layers: int = 2
+    dropout: float = 0.33
+    max_word_chars: int = 20  # C: longer words keep their first and last C/2 characters
+    family: str = "char-bilstm-tagger"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class CharBiLSTMTagger(nn.Module):
+    __jit_ignored_attributes__ = ["cfg"]
+
+    """words (T, B), chars (T, B, C), lengths (B,) -> scores (T, B, V) log-probabilities.
+
+    Both BiLSTMs run on packed sequences (``pack_padded_sequence``), so padding never reaches the backward
+    direction: a sentence gets the same scores alone or padded in a batch. The exporter maps packing to the
+    ONNX LSTM's ``sequence_lens``.
+    """
+
+    def __init__(self, cfg: TaggerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.char_hidden: int = cfg.char_hidden
+        self.word_emb = nn.Embedding(cfg.word_vocab, cfg.word_dim, padding_idx=0)
+        self.char_emb = nn.Embedding(cfg.char_vocab, cfg.char_dim, padding_idx=0)
+        self.char_lstm = nn.LSTM(cfg.char_dim, cfg.char_hidden, bidirectional=True)
+        self.lstm = nn.LSTM(cfg.word_dim + 2 * cfg.char_hidden, cfg.hidden, num_layers=cfg.num_layers,
+                            bidirectional=True, dropout=cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(2 * cfg.hidden, cfg.num_tags)
+
+    def forward(self, words: torch.Tensor, chars: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        t, b = words.size(0), words.size(1)
+        c = chars.reshape(t * b, chars.size(2))  # (T*B, C)
+        char_len = (c != 0).sum(1).clamp(min=1)  # (T*B,); padding words get one pad char
+        ce = self.char_emb(c).transpose(0, 1)  # (C, T*B, E_c)
+        packed = nn.utils.rnn.pack_padded_sequence(ce, char_len.cpu(), enforce_sorted=False)
+        # The final states are read off the outputs, not h_n: torch 2.13's TorchScript-based ONNX exporter
+        # crashes (vector::_M_range_check in the peephole pass) when a packed LSTM's output goes unused.
+        y_c, _ = nn.utils.rnn.pad_packed_sequence(self.char_lstm(packed)[0], total_length=c.size(1))  # (C, T*B, 2H_c)
+        h = self.char_hidden
+        last = (char_len - 1).view(1, -1, 1).expand(1, y_c.size(1), y_c.size(2))  # each word's last character
+        forward_final = y_c.gather(0, last)[0, :, :h]  # (T*B, H_c): forward direction after the last character
+        backward_final = y_c[0, :, h:]  # (T*B, H_c): backward direction after reading back to the first
+        char_feat = torch.cat([forward_final, backward_final], dim=-1).reshape(t, b, -1)  # (T, B, 2H_c)
+        x = self.drop(torch.cat([self.word_emb(words), char_feat], dim=-1))  # (T, B, E_w + 2H_c)
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
+        y, _ = self.lstm(packed)
+        y, _ = nn.utils.rnn.pad_packed_sequence(y, total_length=t)  # (T, B, 2H), zeros past each length
+        return F.log_softmax(self.out(self.drop(y)), dim=-1)  # (T, B, V)
+
+
+CHARS_PER_WORD = "chars_per_word"  # the symbolic axis C of the tagger's character input
+
+
+def tagger_io(cfg: TaggerConfig) -> IOSpec:
+    """No recurrent state: a bidirectional tagger reads the whole sentence, it is never stepped."""
+    return IOSpec(
+        inputs=(TensorSpec("words", "int64", (TIME, BATCH)), TensorSpec("chars", "int64", (TIME, BATCH, CHARS_PER_WORD)),
+                TensorSpec("lengths", "int64", (BATCH,))),
+        outputs=(TensorSpec("scores", "float32", (TIME, BATCH, cfg.num_tags)),),
+    )
+
+
+def config_from_json(d: dict) -> NetConfig | TaggerConfig:
+    d = dict(d)
+    if d.get("family") == "char-bilstm-tagger":
+        return TaggerConfig(**d)
+    return NetConfig(**d)
+
+
+def build_any(cfg: NetConfig | TaggerConfig) -> nn.Module:
+    return CharBiLSTMTagger(cfg) if isinstance(cfg, TaggerConfig) else build(cfg)
+
+
+def io_for(kind: str, cfg: NetConfig | TaggerConfig) -> IOSpec:
+    return tagger_io(cfg) if isinstance(cfg, TaggerConfig) else io_spec(kind, cfg)

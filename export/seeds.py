@@ -1,7 +1,8 @@
 """The seed models: each tutorial in ``../shared/seeds`` as a recipe that builds (and trains) its network.
 
 Each recipe replays its seed's random-number use, so that weights and printed tensors come out as the
-seed printed them, and states the facts from the seed that the exported artifact must reproduce.
+seed printed them, and states the facts from the seed that the exported artifact must reproduce. Seed
+models train in seconds, so they always train (``retrain`` is ignored).
 """
 
 from __future__ import annotations
@@ -39,18 +40,22 @@ class Trained:
     training: dict = field(default_factory=dict)  # how it was made, for the manifest
     # Facts settled during training (about the untrained network): (what, ok, detail).
     facts: list[tuple[str, bool, str]] = field(default_factory=list)
+    extra_files: dict[str, bytes] = field(default_factory=dict)  # written beside the model (e.g. a training curve)
 
 
 @dataclass(frozen=True)
-class SeedModel:
+class ModelSpec:
+    """A registered model: how to make it and what its artifact must show."""
+
     name: str
     kind: str  # recurrent | tagger | char-lm
-    seeds: str  # which tutorials it comes from
+    source: str  # which seed tutorials (or data set) it comes from
     summary: str
-    example_length: int  # T of the seed's own example; parity runs 1, 2, T, 3T and 256
+    example_length: int  # T of the example; parity runs 1, 2, T, 3T and 256
     example_batch: int
-    train: Callable[[], Trained]
+    train: Callable[[bool], Trained]  # retrain: bool -> Trained; models with a checkpoint load it unless retrain
     checks: tuple[Check, ...] = ()
+    int8: bool = False  # also ship model.int8.onnx (ONNX Runtime dynamic quantization)
 
 
 def printed(got: np.ndarray, expected, what: str) -> tuple[bool, str]:
@@ -87,7 +92,7 @@ def _seed000_prefix():
     return net, inputs, step_hidden, seq_hidden
 
 
-def train_lstm_tutorial() -> Trained:
+def train_lstm_tutorial(retrain: bool = False) -> Trained:
     net = _seed000_prefix()[0]
     return Trained(net.eval(), net.cfg, training={"recipe": "untrained, torch.manual_seed(1) as in seed 000"})
 
@@ -199,8 +204,8 @@ SEED003_CONFIGS = {  # name -> (config, printed output, printed h_n); built in t
 }
 
 
-def _train_rnn_hello(name: str) -> Callable[[], Trained]:
-    def recipe() -> Trained:
+def _train_rnn_hello(name: str) -> Callable[[bool], Trained]:
+    def recipe(retrain: bool = False) -> Trained:
         # Seed 003 sets no seed; torch.manual_seed(0) reproduces every tensor it printed, with its three
         # modules built in the order the notebook ran them.
         torch.manual_seed(0)
@@ -222,8 +227,8 @@ def _seed003_checks(name: str) -> tuple[Check, ...]:
 
 # ---- seed 004: nn.LSTM(3, 5, num_layers=2) -------------------------------------------------------------------
 
-def _train_lstm_2layer(batch_first: bool) -> Callable[[], Trained]:
-    def recipe() -> Trained:
+def _train_lstm_2layer(batch_first: bool) -> Callable[[bool], Trained]:
+    def recipe(retrain: bool = False) -> Trained:
         torch.manual_seed(1)  # seed 004 sets no seed and prints only shapes
         net = build(NetConfig("LSTM", 3, 5, num_layers=2, batch_first=batch_first))
         return Trained(net.eval(), net.cfg, training={"recipe": "untrained, torch.manual_seed(1)"})
@@ -253,8 +258,8 @@ HELLO_SYMBOLS = list(HELLO_CHARS) + ["<s>", "</s>", UNK]  # ids 33, 34 as in the
 HELLO_BATCH = 5  # the batched variant's batch: 5 windows of the sentence, each shifted by one
 
 
-def _train_char_hello(batch_first: bool) -> Callable[[], Trained]:
-    def recipe() -> Trained:
+def _train_char_hello(batch_first: bool) -> Callable[[bool], Trained]:
+    def recipe(retrain: bool = False) -> Trained:
         torch.manual_seed(1)  # seed 004 sets no seed
         v = len(HELLO_CHARS) + 2  # 35 symbols: chars, start, end
         cfg = NetConfig("LSTM", input_size=v, hidden_size=v, num_layers=3, batch_first=batch_first,
@@ -285,7 +290,8 @@ def _train_char_hello(batch_first: bool) -> Callable[[], Trained]:
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
 
         return Trained(net.eval(), cfg,
-                       vocab={"symbols": HELLO_SYMBOLS, "bos": v - 2, "eos": v - 1, "unk": v},
+                       vocab={"symbols": HELLO_SYMBOLS, "bos": v - 2, "eos": v - 1, "unk": v,
+                              "never_generate": [v - 2, v]},
                        training={"recipe": "seed 004: Adam lr 0.01, 1000 epochs, MSE against one-hot next symbols"
                                            + (", batch of 5 shifted windows" if batch_first else ""),
                                  "final_loss": loss.item()})
@@ -301,23 +307,23 @@ CHAR_HELLO_CHECKS = (Check("seed 004: greedy generation from the start symbol re
                            check_regenerates_hello),)
 
 
-REGISTRY: dict[str, SeedModel] = {m.name: m for m in [
-    SeedModel("lstm-tutorial", "recurrent", "000, 001, 002", "nn.LSTM(3, 3), torch.manual_seed(1)", 5, 1,
+SEED_MODELS: list[ModelSpec] = [
+    ModelSpec("lstm-tutorial", "recurrent", "000, 001, 002", "nn.LSTM(3, 3), torch.manual_seed(1)", 5, 1,
               train_lstm_tutorial, LSTM_TUTORIAL_CHECKS),
-    SeedModel("pos-tutorial", "tagger", "000, 001, 002", "LSTMTagger on two toy sentences", 5, 1,
-              lambda: _train_toy_tagger("LSTM"), TAGGER_CHECKS),
-    SeedModel("pos-tutorial-gru", "tagger", "001", "LSTMTagger with nn.GRU", 5, 1, lambda: _train_toy_tagger("GRU"),
+    ModelSpec("pos-tutorial", "tagger", "000, 001, 002", "LSTMTagger on two toy sentences", 5, 1,
+              lambda retrain: _train_toy_tagger("LSTM"), TAGGER_CHECKS),
+    ModelSpec("pos-tutorial-gru", "tagger", "001", "LSTMTagger with nn.GRU", 5, 1, lambda retrain: _train_toy_tagger("GRU"),
               TAGGER_CHECKS),
-    *(SeedModel(name, "recurrent", "003", summary, 3, 5, _train_rnn_hello(name), _seed003_checks(name))
+    *(ModelSpec(name, "recurrent", "003", summary, 3, 5, _train_rnn_hello(name), _seed003_checks(name))
       for name, summary in [("rnn-hello", "one-hot char nn.RNN(4, 2)"),
                             ("rnn-hello-3layer", "one-hot char nn.RNN(4, 2, num_layers=3)"),
                             ("rnn-hello-lstm", "practice Q1: nn.LSTM(4, 2, num_layers=3)")]),
-    SeedModel("lstm-2layer", "recurrent", "004", "nn.LSTM(3, 5, num_layers=2), sequence-first", 5, 3,
+    ModelSpec("lstm-2layer", "recurrent", "004", "nn.LSTM(3, 5, num_layers=2), sequence-first", 5, 3,
               _train_lstm_2layer(False), _seed004_shape_checks(False)),
-    SeedModel("lstm-2layer-batch-first", "recurrent", "004", "nn.LSTM(3, 5, num_layers=2, batch_first=True)", 5, 3,
+    ModelSpec("lstm-2layer-batch-first", "recurrent", "004", "nn.LSTM(3, 5, num_layers=2, batch_first=True)", 5, 3,
               _train_lstm_2layer(True), _seed004_shape_checks(True)),
-    SeedModel("char-hello", "char-lm", "004", "char LSTM(35, 35, 3) memorizing one sentence", 69, 1,
+    ModelSpec("char-hello", "char-lm", "004", "char LSTM(35, 35, 3) memorizing one sentence", 69, 1,
               _train_char_hello(False), CHAR_HELLO_CHECKS),
-    SeedModel("char-hello-batch-first", "char-lm", "004", "the batched batch_first char LSTM", 65, HELLO_BATCH,
+    ModelSpec("char-hello-batch-first", "char-lm", "004", "the batched batch_first char LSTM", 65, HELLO_BATCH,
               _train_char_hello(True), CHAR_HELLO_CHECKS),
-]}
+]

@@ -22,7 +22,8 @@ import torch
 import runtime
 from runtime.artifact import BATCH, TIME, TORCHSCRIPT_FILE, IOSpec, read_manifest
 from .convert import quiet_export_tools
-from .models import NetConfig, build
+from .inputs import Feed, make_feed
+from .models import NetConfig, TaggerConfig, build_any, config_from_json
 
 # fp32 tolerances: |a - b| <= ATOL + RTOL * |b|. Measured differences between backends are <= 1e-6 on every
 # seed model at every tested length (see the manifests' parity.max_abs_diff).
@@ -31,7 +32,6 @@ RTOL = 1e-5
 LONG = 256  # the long sequence every artifact must handle
 BATCHES = (1, 3)
 
-Feed = dict[str, np.ndarray]
 Backend = Callable[[Feed], Feed]
 
 
@@ -66,25 +66,16 @@ class Diff:
                 f"max rel diff {self.max_rel:.3g} ({'ok' if self.ok else 'FAIL'}; atol {ATOL}, rtol {RTOL})")
 
 
-def cases(example_length: int) -> list[Case]:
+def cases(example_length: int, stateful: bool = True) -> list[Case]:
     lengths = sorted({1, 2, example_length, 3 * example_length, LONG})
-    return [Case(t, b, s) for t in lengths for b in BATCHES for s in (True, False)]
+    states = (True, False) if stateful else (False,)
+    return [Case(t, b, s) for t in lengths for b in BATCHES for s in states]
 
 
-def make_feed(io: IOSpec, cfg: NetConfig, case: Case) -> Feed:
-    """Inputs for a case, deterministic per case. Ids cover the whole vocabulary, the unknown id included.
-    Without an initial state, the state inputs are absent (the runtime must fill zeros)."""
-    rng = np.random.default_rng(zlib.crc32(str(case).encode()))
-    feed: Feed = {}
-    for spec in io.inputs:
-        if not case.initial_state and spec.name in dict(io.state):
-            continue
-        shape = tuple(case.length if d == TIME else case.batch if d == BATCH else d for d in spec.shape)
-        if spec.dtype == "int64":
-            feed[spec.name] = rng.integers(0, cfg.vocab_size, size=shape, dtype=np.int64)
-        else:
-            feed[spec.name] = rng.standard_normal(shape, dtype=np.float32)
-    return feed
+def case_feed(bk: "Backends", case: Case) -> Feed:
+    """Inputs for a case, deterministic per case; without an initial state the runtime must fill zeros."""
+    return make_feed(bk.io, bk.cfg, case.length, case.batch, initial_state=case.initial_state,
+                     seed=zlib.crc32(str(case).encode()))
 
 
 def torch_backend(module: torch.nn.Module, io: IOSpec) -> Backend:
@@ -99,6 +90,8 @@ def torch_backend(module: torch.nn.Module, io: IOSpec) -> Backend:
                 args.append(torch.zeros([batch if d == BATCH else d for d in spec.shape]))
         with torch.no_grad():
             out = module(*args)
+        if isinstance(out, torch.Tensor):  # a single output
+            out = (out,)
         return {spec.name: t.numpy() for spec, t in zip(io.outputs, out)}
     return call
 
@@ -112,20 +105,21 @@ class Backends:
     name: str
     kind: str
     io: IOSpec
-    cfg: NetConfig
+    cfg: NetConfig | TaggerConfig
     example_length: int
     by_name: dict[str, Backend]
+    modules: dict[str, torch.nn.Module]  # the eager and TorchScript modules behind the torch backends
 
 
 def backends_for(folder: Path, net: torch.nn.Module | None = None, example_length: int | None = None) -> Backends:
     """The three backends of an artifact folder. Without ``net``, eager torch is rebuilt from the manifest's
     config with the weights of the TorchScript file."""
     manifest = read_manifest(folder)
-    cfg = NetConfig(**manifest.config)
+    cfg = config_from_json(manifest.config)
     with quiet_export_tools():  # torch.jit.load's deprecation warning, as at export
         scripted = torch.jit.load(str(folder / TORCHSCRIPT_FILE))
     if net is None:
-        net = build(cfg)
+        net = build_any(cfg)
         net.load_state_dict(scripted.state_dict())
         net.eval()
     length = example_length or manifest.parity["example_length"]
@@ -133,7 +127,7 @@ def backends_for(folder: Path, net: torch.nn.Module | None = None, example_lengt
         "eager": torch_backend(net, manifest.io),
         "torchscript": torch_backend(scripted, manifest.io),
         "onnxruntime": runtime_backend(runtime.load(folder)),
-    })
+    }, {"eager": net, "torchscript": scripted})
 
 
 def compare(model: str, check: str, case: Case, a: Feed, b: Feed, kind: str) -> list[Diff]:
@@ -156,7 +150,7 @@ def compare(model: str, check: str, case: Case, a: Feed, b: Feed, kind: str) -> 
 
 def check_backends(bk: Backends, case: Case) -> list[Diff]:
     """Every output of every pair of backends on the same inputs."""
-    feed = make_feed(bk.io, bk.cfg, case)
+    feed = case_feed(bk, case)
     results = {name: fn(feed) for name, fn in bk.by_name.items()}
     return [d for a, b in itertools.combinations(results, 2)
             for d in compare(bk.name, f"{a} vs {b}", case, results[a], results[b], bk.kind)]
@@ -181,19 +175,21 @@ def step(fn: Backend, io: IOSpec, feed: Feed) -> Feed:
 
 def check_stepping(bk: Backends, case: Case) -> list[Diff]:
     """On each backend, stepping equals the whole sequence (every output, final state included)."""
-    feed = make_feed(bk.io, bk.cfg, case)
+    feed = case_feed(bk, case)
     return [d for name, fn in bk.by_name.items()
             for d in compare(bk.name, f"stepping vs whole on {name}", case, step(fn, bk.io, feed), fn(feed), bk.kind)]
 
 
-def stepping_cases(example_length: int) -> list[Case]:
-    lengths = sorted({1, 2, example_length, 3 * example_length})
+def stepping_cases(example_length: int, stateful: bool = True) -> list[Case]:
+    """Models without recurrent state (bidirectional taggers) are never stepped: no cases."""
+    lengths = sorted({1, 2, example_length, 3 * example_length}) if stateful else []
     return [Case(t, b, True) for t in lengths for b in BATCHES]
 
 
 def verify(bk: Backends) -> list[Diff]:
-    diffs = [d for c in cases(bk.example_length) for d in check_backends(bk, c)]
-    diffs += [d for c in stepping_cases(bk.example_length) for d in check_stepping(bk, c)]
+    stateful = bool(bk.io.state)
+    diffs = [d for c in cases(bk.example_length, stateful) for d in check_backends(bk, c)]
+    diffs += [d for c in stepping_cases(bk.example_length, stateful) for d in check_stepping(bk, c)]
     return diffs
 
 
@@ -211,7 +207,8 @@ def summarize(diffs: list[Diff], example_length: int) -> dict:
         "failures": [str(d) for d in diffs if not d.ok],
         "max_abs_diff": max(d.max_abs for d in numeric),
         "max_rel_diff": max(d.max_rel for d in numeric),
-        "stepping_equals_whole": all(d.ok for d in diffs if d.check.startswith("stepping")),
+        "stepping_equals_whole": (all(d.ok for d in diffs if d.check.startswith("stepping"))
+                                  if any(d.check.startswith("stepping") for d in diffs) else None),
     }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .artifact import ArtifactError, Manifest, read_manifest
+from .artifact import VARIANTS, ArtifactError, Manifest, read_manifest
 from .charlm import CharLM
 from .model import Model
 from .tagger import Tagger
@@ -23,14 +23,21 @@ __all__ = ["load", "Model", "Tagger", "CharLM", "Manifest", "ArtifactError"]
 _CLASSES: dict[str, type[Model]] = {"recurrent": Model, "tagger": Tagger, "char-lm": CharLM}
 
 
-def load(path: str | Path, *, intra_op_threads: int = 1, spinning: bool = False) -> Model:
+def load(path: str | Path, *, variant: str = "fp32", intra_op_threads: int = 1, spinning: bool = False) -> Model:
     """Load the artifact folder ``path`` and return the object for its kind (Model, Tagger or CharLM).
 
-    The manifest is read first and every file is checked against its SHA-256 before onnxruntime sees it.
+    The manifest is read first and the model file is checked against its SHA-256 before onnxruntime sees it.
+    ``variant`` is "fp32" (model.onnx) or, where the artifact has one, "int8" (model.int8.onnx).
     ``intra_op_threads`` and ``spinning`` set onnxruntime's thread pool (defaults suit small edge CPUs).
     """
     folder = Path(path)
     if not folder.is_dir():
         raise ArtifactError(f"{folder}: not a folder (an artifact is a folder holding manifest.json)")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant: expected one of {sorted(VARIANTS)}, got {variant!r}")
     manifest = read_manifest(folder)
-    return _CLASSES[manifest.kind](folder, manifest, intra_op_threads=intra_op_threads, spinning=spinning)
+    if VARIANTS[variant] not in manifest.files:
+        have = sorted(v for v, f in VARIANTS.items() if f in manifest.files)
+        raise ArtifactError(f"{folder}: no {variant!r} variant in this artifact (it has {have})")
+    return _CLASSES[manifest.kind](folder, manifest, intra_op_threads=intra_op_threads, spinning=spinning,
+                                   onnx_file=VARIANTS[variant])

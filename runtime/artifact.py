@@ -8,6 +8,7 @@ An artifact folder holds::
     manifest.json   what the model is (kind, config, vocabularies, IO), how it was made, and its parity results
     model.onnx      the ONNX graph, run by onnxruntime
     model.pt        the TorchScript module (for torch users; the runtime never opens it)
+    model.int8.onnx optional int8 variant, ``runtime.load(path, variant="int8")``
 
 Shape letters used in IO declarations: T time steps, B batch, L layers x directions, H hidden size,
 F input features, V classes or symbols. Symbolic axes are named ``"time"`` and ``"batch"``.
@@ -24,6 +25,8 @@ from typing import Any
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"  # optional: ONNX Runtime dynamic quantization of model.onnx
+VARIANTS = {"fp32": ONNX_FILE, "int8": INT8_FILE}
 TORCHSCRIPT_FILE = "model.pt"
 KINDS = ("recurrent", "tagger", "char-lm")
 TIME, BATCH = "time", "batch"

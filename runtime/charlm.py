@@ -1,30 +1,42 @@
-"""Character language models: generate text one symbol per step, the recurrent state carried between steps.
+"""Character language models: text in, one symbol per step out, the recurrent state carried between steps.
 
-Graph IO: ``chars`` int64 (T, B) -> ``logits`` float32 (T, B, V) next-symbol scores, plus the recurrent state.
+Graph IO: ``chars`` int64 (T, B) -> ``logits`` float32 (T, B, V) next-symbol scores, plus the recurrent state
+(``h_0``/``c_0`` in, ``h_n``/``c_n`` out, (L, B, H)).
+
+A ``Stream`` is one independent text: ``feed(text)``, ``step()``, ``reset()``. ``CharLM.step_streams`` advances
+many streams together in one batched session.run, their states stacked on the batch axis (as sherpa-onnx does),
+and gives each stream exactly what stepping it alone would.
+
+Thread safety: a loaded ``CharLM`` may be shared by threads (onnxruntime sessions are). A ``Stream`` holds
+mutable state: use each stream from one thread at a time.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
+from .artifact import BATCH
 from .model import Model
 
 CHARS, LOGITS = "chars", "logits"
+FEED_CHUNK = 1024  # symbols per session.run when feeding text: bounds memory for any input length
 
 
 class CharLM(Model):
-    """``generate(prompt, max_chars, temperature, seed)``. Characters outside the symbol table map to unknown."""
+    """``generate(prompt, max_chars, temperature, top_k, seed)`` and ``stream(...)``. Characters outside the
+    symbol table map to the unknown symbol."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         vocab = self.manifest.vocab
         self.symbols: list[str] = list(vocab["symbols"])
-        self.bos_id: int = vocab["bos"]
-        self.eos_id: int = vocab["eos"]
+        self.bos_id: int = vocab["bos"]  # fed first into every stream
+        self.eos_id: int | None = vocab.get("eos")  # generation stops here (None: never)
         self.unk_id: int = vocab["unk"]
-        specials = {self.bos_id, self.eos_id, self.unk_id}
+        self.never_generate: list[int] = list(vocab.get("never_generate", [self.unk_id]))
+        specials = {self.unk_id, *self.never_generate} - {None}
         self._index = {s: i for i, s in enumerate(self.symbols) if i not in specials}
 
     def encode(self, text: str) -> np.ndarray:
@@ -32,41 +44,132 @@ class CharLM(Model):
             raise TypeError(f"{self.name}: expected text as str, got {type(text).__name__}")
         return np.fromiter((self._index.get(ch, self.unk_id) for ch in text), dtype=np.int64, count=len(text))
 
-    def _step(self, ids: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Feed ids (T,) for one stream; return the last step's logits (V,) and the new state."""
-        out = self.run(**{CHARS: self.time_major(CHARS, ids[:, None])}, **state)  # (T, 1) in the graph's layout
-        logits = self.time_major(LOGITS, out[LOGITS])[-1, 0]  # (T, 1, V) -> (V,)
+    def loss(self, text: str) -> float:
+        """Mean negative log-likelihood, in nats per character, of each character of ``text`` given those before
+        it: one stream from a zero state (no start symbol), fed ``FEED_CHUNK`` characters per session.run."""
+        ids = self.encode(text)
+        if len(ids) < 2:
+            raise ValueError(f"{self.name}: loss needs at least 2 characters, got {len(ids)}")
+        state = {i: self.zero_state(i, 1) for i, _ in self.io.state}
+        total = 0.0
+        for start in range(0, len(ids) - 1, FEED_CHUNK):
+            y = ids[start + 1:start + FEED_CHUNK + 1]
+            x = ids[start:start + len(y)]
+            out = self.run(**{CHARS: self.time_major(CHARS, x[:, None])}, **state)
+            state = {i: out[o] for i, o in self.io.state}
+            logits = self.time_major(LOGITS, out[LOGITS])[:, 0].astype(np.float64)  # (T, V)
+            if y.max() >= logits.shape[1]:
+                raise ValueError(f"{self.name}: the text has characters outside the model's symbols")
+            m = logits.max(axis=1, keepdims=True)
+            log_z = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))[:, 0]
+            total += float((log_z - logits[np.arange(len(y)), y]).sum())
+        return total / (len(ids) - 1)
+
+    def stream(self, temperature: float = 0.0, top_k: int | None = None, seed: int | None = None) -> "Stream":
+        return Stream(self, temperature, top_k, seed)
+
+    def _advance(self, ids: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Feed ids (T, B) time-major; return the last step's logits (B, V) and the new state."""
+        out = self.run(**{CHARS: self.time_major(CHARS, ids)}, **state)
+        logits = self.time_major(LOGITS, out[LOGITS])[-1]  # (T, B, V) -> (B, V)
         return logits, {i: out[o] for i, o in self.io.state}
 
+    def step_streams(self, streams: Sequence["Stream"]) -> list[str]:
+        """Advance every stream by one symbol in one batched session.run; returns each stream's new symbol
+        ("" for a stream that ended). Each stream samples with its own temperature, top_k and seed."""
+        picks: dict[int, int] = {}  # stream index -> the symbol it picked and feeds back
+        for b, s in enumerate(streams):
+            if s.lm is not self:
+                raise ValueError(f"{self.name}: a stream of another model ({s.lm.name}) cannot be stepped here")
+            s._flush()
+            if not s.ended:
+                nxt = s._pick()
+                if not s.ended:  # picking the end symbol ends the stream
+                    picks[b] = nxt
+        if picks:
+            live = [streams[b] for b in picks]
+            ids = np.array([list(picks.values())], dtype=np.int64)  # (T=1, B)
+            stacked = {k: np.concatenate([s.state[k] for s in live], axis=self._batch_axis(k)) for k in live[0].state}
+            logits, state = self._advance(ids, stacked)  # one session.run for every stream
+            for j, s in enumerate(live):
+                s.logits = logits[j]
+                s.state = {k: np.take(v, [j], axis=self._batch_axis(k)) for k, v in state.items()}
+        return [self.symbols[picks[b]] if b in picks else "" for b in range(len(streams))]
+
+    def _batch_axis(self, state_input: str) -> int:
+        return self.io.input(state_input).axis(BATCH)
+
     def iter_generate(self, prompt: str = "", max_chars: int = 256, temperature: float = 0.0,
-                      seed: int | None = None) -> Iterator[str]:
+                      top_k: int | None = None, seed: int | None = None) -> Iterator[str]:
         """Yield generated characters as they come: the start symbol and the prompt go in as one sequence, then
         one step per character. Stops at the end symbol or after ``max_chars``. Temperature 0 is greedy."""
         if not isinstance(max_chars, int) or max_chars < 0:
             raise ValueError(f"max_chars: expected an int >= 0, got {max_chars!r}")
-        if not isinstance(temperature, (int, float)) or not np.isfinite(temperature) or temperature < 0:
-            raise ValueError(f"temperature: expected a finite number >= 0, got {temperature!r}")
-        rng = np.random.default_rng(seed)
-        ids = np.concatenate([[self.bos_id], self.encode(prompt)]).astype(np.int64)
-        logits, state = self._step(ids, {})
+        s = self.stream(temperature, top_k, seed)
+        s.feed(prompt)
         for _ in range(max_chars):
-            nxt = self._pick(logits, temperature, rng)
-            if nxt == self.eos_id:
+            ch = s.step()
+            if s.ended:
                 return
-            yield self.symbols[nxt]
-            logits, state = self._step(np.array([nxt], dtype=np.int64), state)
+            yield ch
 
     def generate(self, prompt: str = "", max_chars: int = 256, temperature: float = 0.0,
-                 seed: int | None = None) -> str:
-        """The continuation of ``prompt`` (without the prompt itself)."""
-        return "".join(self.iter_generate(prompt, max_chars, temperature, seed))
+                 top_k: int | None = None, seed: int | None = None) -> str:
+        """The continuation of ``prompt`` (without the prompt itself). The same seed gives the same text."""
+        return "".join(self.iter_generate(prompt, max_chars, temperature, top_k, seed))
 
-    def _pick(self, logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-        logits = logits.astype(np.float64)
-        # Never generate the start or unknown symbol (the unknown may be an input-only id past the logits).
-        logits[[i for i in (self.bos_id, self.unk_id) if i < logits.shape[0]]] = -np.inf
-        if temperature == 0:
-            return int(np.argmax(logits))
-        z = logits / temperature
-        p = np.exp(z - z.max())
-        return int(rng.choice(len(p), p=p / p.sum()))
+
+class Stream:
+    """One text stream: ``feed(text)`` reads text (state carried), ``step()`` produces the next character,
+    ``reset()`` starts over. Text is fed ``FEED_CHUNK`` symbols per session.run, so memory stays flat however
+    much is fed."""
+
+    def __init__(self, lm: CharLM, temperature: float = 0.0, top_k: int | None = None, seed: int | None = None):
+        if not isinstance(temperature, (int, float)) or not np.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature: expected a finite number >= 0, got {temperature!r}")
+        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k: expected None or an int >= 1, got {top_k!r}")
+        self.lm, self.temperature, self.top_k = lm, float(temperature), top_k
+        self._seed = seed
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the start: zero state, the start symbol pending, the random generator re-seeded."""
+        self.state = {i: self.lm.zero_state(i, 1) for i, _ in self.lm.io.state}
+        self.logits: np.ndarray | None = None
+        self._pending: list[np.ndarray] = [np.array([self.lm.bos_id], dtype=np.int64)]
+        self.ended = False
+        self.rng = np.random.default_rng(self._seed)
+
+    def feed(self, text: str) -> None:
+        """Read ``text`` (any length); nothing is generated."""
+        self._pending.append(self.lm.encode(text))
+        self._flush()
+
+    def step(self) -> str:
+        """Pick the next character from the model, feed it back, and return it ("" once the stream ended)."""
+        return self.lm.step_streams([self])[0]
+
+    def _flush(self) -> None:
+        ids = np.concatenate(self._pending) if self._pending else np.zeros(0, np.int64)
+        self._pending = []
+        for start in range(0, len(ids), FEED_CHUNK):
+            logits, self.state = self.lm._advance(ids[start:start + FEED_CHUNK, None], self.state)  # (T, 1)
+            self.logits = logits[0]  # (1, V) -> (V,)
+
+    def _pick(self) -> int:
+        logits = self.logits.astype(np.float64)
+        never = [i for i in self.lm.never_generate if i < logits.shape[0]]
+        logits[never] = -np.inf
+        if self.temperature == 0:
+            nxt = int(np.argmax(logits))
+        else:
+            if self.top_k is not None and self.top_k < logits.shape[0]:
+                cut = np.partition(logits, -self.top_k)[-self.top_k]
+                logits[logits < cut] = -np.inf
+            z = logits / self.temperature
+            p = np.exp(z - z.max())
+            nxt = int(self.rng.choice(len(p), p=p / p.sum()))
+        if nxt == self.lm.eos_id:
+            self.ended = True
+        return nxt

@@ -1,18 +1,24 @@
 """Part-of-speech taggers: words in, one tag per word out.
 
-Graph IO: ``words`` int64 (T, B) -> ``scores`` float32 (T, B, V) log-probabilities over the tag set, plus the
-recurrent state (``h_0``/``c_0`` in, ``h_n``/``c_n`` out).
+Graph IO: ``words`` int64 (T, B) -> ``scores`` float32 (T, B, V) log-probabilities over the tag set. Seed taggers
+also carry recurrent state (``h_0``/``c_0`` in, ``h_n``/``c_n`` out); the EWT tagger instead takes ``chars``
+int64 (T, B, C), each word's character ids, and ``lengths`` int64 (B,), each sentence's true length.
+
+The text preprocessing here (``normalize_word``, ``word_chars``) is the one definition of it: training
+imports it from here, so what the model saw in training is what it sees at run time.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import re
+from functools import lru_cache
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .model import Model
 
-WORDS, SCORES = "words", "scores"
+WORDS, CHARS, LENGTHS, SCORES = "words", "chars", "lengths", "scores"
 BATCH_SENTENCES = 64  # sentences per session.run in tag_batch: enough to amortise the call, small enough for RAM
 
 
@@ -26,33 +32,78 @@ class Tagger(Model):
         self.words: list[str] = list(vocab["words"])
         self._index = {w: i for i, w in enumerate(self.words)}
         self.unk_id = self._index[vocab["unk"]]
+        self.pad_id = self._index[vocab.get("pad", vocab["unk"])]
+        self._normalize = vocab.get("normalize", False)
+        self._inputs = {t.name for t in self.io.inputs}
+        if CHARS in self._inputs:
+            self._char_index = {c: i for i, c in enumerate(vocab["chars"])}
+            self._char_unk = self._char_index[vocab["unk"]]
+            self._max_chars = int(self.manifest.config["max_word_chars"])
+            self._char_ids = lru_cache(maxsize=65536)(self._char_ids_uncached)
 
     def encode(self, words: Sequence[str]) -> np.ndarray:
         """Word ids (T,) int64; words not in the vocabulary get the unknown word's id."""
         _check_sentence(words)
+        if self._normalize:
+            words = [normalize_word(w) for w in words]
         return np.fromiter((self._index.get(w, self.unk_id) for w in words), dtype=np.int64, count=len(words))
+
+    def _char_ids_uncached(self, word: str) -> tuple[int, ...]:
+        return tuple(self._char_index.get(ch, self._char_unk) for ch in word_chars(word, self._max_chars))
+
+    def inputs(self, sentences: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
+        """The graph's inputs for one padded batch of non-empty sentences, in the given order:
+        ``words`` (T, B), and where the graph takes them ``chars`` (T, B, C) and ``lengths`` (B,)."""
+        encoded = [self.encode(s) for s in sentences]
+        lengths = [len(e) for e in encoded]
+        if not encoded or min(lengths) < 1:
+            raise ValueError(f"{self.name}: inputs() needs one or more non-empty sentences, got lengths {lengths}")
+        ids = np.full((max(lengths), len(encoded)), self.pad_id, dtype=np.int64)  # (T, B)
+        for b, e in enumerate(encoded):
+            ids[: len(e), b] = e
+        feed = {WORDS: self.time_major(WORDS, ids)}
+        if CHARS in self._inputs:
+            per_word = [[self._char_ids(w) for w in s] for s in sentences]
+            width = max(len(c) for s in per_word for c in s) or 1
+            chars = np.zeros(ids.shape + (width,), dtype=np.int64)  # (T, B, C), 0 = padding
+            for b, s in enumerate(per_word):
+                for t, c in enumerate(s):
+                    chars[t, b, : len(c)] = c
+            feed[CHARS] = chars
+        if LENGTHS in self._inputs:
+            feed[LENGTHS] = np.asarray(lengths, dtype=np.int64)
+        return feed
+
+    def _check_feed(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        feed = super()._check_feed(arrays)
+        if LENGTHS in feed:
+            t = feed[WORDS].shape[self.io.input(WORDS).axis("time")]
+            bad = feed[LENGTHS][(feed[LENGTHS] < 1) | (feed[LENGTHS] > t)]
+            if bad.size:
+                raise ValueError(f"{self.name}: input 'lengths': expected values in [1, {t}] (the time axis), "
+                                 f"got {bad[:5].tolist()}")
+        return feed
 
     def scores_batch(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """Per sentence, its (T_i, V) log-probabilities, in input order.
 
         Sentences are sorted by length and padded into batches of ``BATCH_SENTENCES``, one session.run each.
-        The graph reads left to right, so the padding after a sentence cannot change its scores.
+        Padding cannot change a sentence's scores: unidirectional graphs read left to right, and bidirectional
+        ones take each sentence's true length (``lengths``).
         """
         if isinstance(sentences, (str, bytes)) or not isinstance(sentences, Sequence):
             raise TypeError(f"{self.name}: sentences: expected a list of lists of str, got {type(sentences).__name__}")
-        encoded = [self.encode(s) for s in sentences]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
-        results: list[np.ndarray] = [np.zeros((0, len(self.tags)), np.float32)] * len(encoded)
-        nonempty = [i for i in order if len(encoded[i])]
-        for start in range(0, len(nonempty), BATCH_SENTENCES):
-            chunk = nonempty[start:start + BATCH_SENTENCES]
-            width = len(encoded[chunk[0]])  # longest first
-            ids = np.full((width, len(chunk)), self.unk_id, dtype=np.int64)  # (T, B), padded with unk
+        for s in sentences:  # every sentence is checked before any work
+            _check_sentence(s)
+        sizes = [len(s) for s in sentences]
+        order = sorted((i for i in range(len(sizes)) if sizes[i]), key=lambda i: sizes[i], reverse=True)
+        results: list[np.ndarray] = [np.zeros((0, len(self.tags)), np.float32)] * len(sizes)
+        for start in range(0, len(order), BATCH_SENTENCES):
+            chunk = order[start:start + BATCH_SENTENCES]
+            out = self.run(**self.inputs([sentences[i] for i in chunk]))
+            scores = self.time_major(SCORES, out[SCORES])  # (T, B, V)
             for b, i in enumerate(chunk):
-                ids[: len(encoded[i]), b] = encoded[i]
-            scores = self.time_major(SCORES, self.run(**{WORDS: self.time_major(WORDS, ids)})[SCORES])  # (T, B, V)
-            for b, i in enumerate(chunk):
-                results[i] = scores[: len(encoded[i]), b]
+                results[i] = scores[: sizes[i], b]
         return results
 
     def tag_batch(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
@@ -60,6 +111,22 @@ class Tagger(Model):
 
     def tag(self, words: Sequence[str]) -> list[str]:
         return self.tag_batch([words])[0]
+
+
+def normalize_word(word: str) -> str:
+    """The word-embedding key: lower case, every digit 0 (the characters keep case and digits)."""
+    return _DIGITS.sub("0", word.lower())
+
+
+def word_chars(word: str, max_chars: int) -> str:
+    """The characters the model reads: all of them, or for long words the first and last ``max_chars // 2``."""
+    if len(word) <= max_chars:
+        return word
+    head = max_chars // 2
+    return word[:head] + word[len(word) - (max_chars - head):]
+
+
+_DIGITS = re.compile(r"\d")
 
 
 def _check_sentence(words: Sequence[str]) -> None:

@@ -4,28 +4,29 @@ from __future__ import annotations
 
 import json
 
-from export.seeds import HELLO, REGISTRY
+from export.registry import REGISTRY
+from export.seeds import HELLO
 
 from .conftest import run_cli
 
 
 def test_runtime_help_lists_commands():
     out = run_cli("runtime", "--help")
-    assert out.returncode == 0 and all(c in out.stdout for c in ("tag", "generate", "info"))
+    assert out.returncode == 0 and all(c in out.stdout for c in ("tag", "eval", "generate", "info"))
 
 
 def test_runtime_tag_reads_stdin_one_sentence_per_line():
     out = run_cli("runtime", "tag", "artifacts/pos-tutorial", "-",
                   input="The dog ate the apple\n\nEverybody read that book\n")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["DET NN V DET NN", "", "NN V DET NN"]
+    assert out.stdout.splitlines() == ["The/DET dog/NN ate/V the/DET apple/NN", "", "Everybody/NN read/V that/DET book/NN"]
 
 
 def test_runtime_tag_reads_a_file(tmp_path):
     f = tmp_path / "in.txt"
     f.write_text("Everybody read that book\n", encoding="utf-8")
     out = run_cli("runtime", "tag", "artifacts/pos-tutorial-gru", str(f))
-    assert out.returncode == 0 and out.stdout == "NN V DET NN\n", out.stderr
+    assert out.returncode == 0 and out.stdout == "Everybody/NN read/V that/DET book/NN\n", out.stderr
 
 
 def test_runtime_generate_prints_prompt_and_continuation():

@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 import runtime
-from export.seeds import REGISTRY
+from export.registry import REGISTRY
 from runtime.artifact import ONNX_FILE, TORCHSCRIPT_FILE, read_manifest, sha256_bytes
 
 from .conftest import ARTIFACTS, run_cli

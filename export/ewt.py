@@ -1,0 +1,323 @@
+"""pos-ewt: a part-of-speech tagger for real English (UD English EWT, 17 UPOS tags), small and fast for the edge.
+
+Data: the vendored train and dev splits (``export/data/ud_english_ewt``); the test split is held out. Model
+selection and tuning use dev only. ``make run`` exports the committed checkpoint; ``python -m export pos-ewt
+--retrain`` trains from scratch (progress bar with loss, dev accuracy and tokens/s; curve saved as a PNG).
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import math
+import random
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import conllu
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import runtime
+from runtime.artifact import INT8_FILE, ONNX_FILE
+from runtime.tagger import normalize_word, word_chars
+from .models import CharBiLSTMTagger, TaggerConfig
+from .seeds import Check, ModelSpec, Trained
+
+DATA = Path(__file__).parent / "data" / "ud_english_ewt"
+CHECKPOINT = Path(__file__).parent / "checkpoints" / "pos-ewt.pt"
+PAD, UNK = "<pad>", "<unk>"
+
+
+class DataError(Exception):
+    """Training data is missing or malformed."""
+
+
+Sentence = tuple[list[str], list[str]]  # (words, UPOS tags)
+
+
+def read_conllu(path: Path) -> list[Sentence]:
+    """Words and UPOS of every sentence; multi-word token ranges (3-4) and empty nodes (8.1) are skipped."""
+    if not path.exists():
+        raise DataError(f"{path}: missing (the vendored UD English EWT split)")
+    opener = lzma.open if path.suffix == ".xz" else open
+    sentences = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        try:
+            for sent in conllu.parse_incr(f):
+                words = [(tok["form"], tok["upos"]) for tok in sent if isinstance(tok["id"], int)]
+                if words:
+                    sentences.append(([w for w, _ in words], [t for _, t in words]))
+        except conllu.exceptions.ParseException as e:
+            raise DataError(f"{path}: malformed CoNLL-U: {e}") from None
+    if not sentences:
+        raise DataError(f"{path}: no sentences")
+    return sentences
+
+
+def load_splits(data: Path = DATA) -> tuple[list[Sentence], list[Sentence]]:
+    return read_conllu(data / "en_ewt-ud-train.conllu.xz"), read_conllu(data / "en_ewt-ud-dev.conllu.xz")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 1
+    epochs: int = 30  # at most; the schedule shrinks to fit max_minutes; the best dev epoch is kept
+    max_minutes: float = 28.0  # wall-clock budget for training (the issue allows 30)
+    batch_size: int = 32  # sentences
+    lr: float = 2e-3
+    clip: float = 5.0
+    ema: float = 0.999  # decay of the weight average that is evaluated and kept
+    min_word_count: int = 2  # rarer words are unknown to the word embedding (the characters still see them)
+    word_dropout: float = 0.25  # alpha: a word seen n times is replaced by <unk> with probability alpha/(alpha+n)
+    threads: int = 2
+
+
+@dataclass
+class Vocab:
+    words: list[str]
+    chars: list[str]
+    tags: list[str]
+    word_counts: list[int]
+
+    def to_manifest(self) -> dict:
+        return {"words": self.words, "chars": self.chars, "tags": self.tags, "unk": UNK, "pad": PAD,
+                "normalize": True}
+
+
+def build_vocab(train: list[Sentence], cfg: TrainConfig) -> Vocab:
+    counts = Counter(normalize_word(w) for words, _ in train for w in words)
+    kept = sorted((w for w, n in counts.items() if n >= cfg.min_word_count), key=lambda w: (-counts[w], w))
+    chars = sorted({c for words, _ in train for w in words for c in w})
+    tags = sorted({t for _, ts in train for t in ts})
+    return Vocab([PAD, UNK] + kept, [PAD, UNK] + chars, tags, [0, 0] + [counts[w] for w in kept])
+
+
+class Encoder:
+    """Sentences -> padded (words, chars, lengths, tags) tensors, the same way the runtime encodes them."""
+
+    def __init__(self, vocab: Vocab, max_word_chars: int):
+        self.w = {w: i for i, w in enumerate(vocab.words)}
+        self.c = {c: i for i, c in enumerate(vocab.chars)}
+        self.t = {t: i for i, t in enumerate(vocab.tags)}
+        self.max_chars = max_word_chars
+
+    def batch(self, sents: list[Sentence]):
+        lengths = [len(w) for w, _ in sents]
+        t, b = max(lengths), len(sents)
+        words = torch.zeros(t, b, dtype=torch.long)  # (T, B), 0 = <pad>
+        tags = torch.full((t, b), -100, dtype=torch.long)  # -100: ignored by the loss
+        spelled = [[word_chars(w, self.max_chars) for w in ws] for ws, _ in sents]
+        width = max(len(s) for ws in spelled for s in ws)
+        chars = torch.zeros(t, b, width, dtype=torch.long)  # (T, B, C)
+        for j, ((ws, ts), sp) in enumerate(zip(sents, spelled)):
+            words[: len(ws), j] = torch.tensor([self.w.get(normalize_word(w), 1) for w in ws])
+            tags[: len(ts), j] = torch.tensor([self.t[x] for x in ts])
+            for i, s in enumerate(sp):
+                chars[i, j, : len(s)] = torch.tensor([self.c.get(ch, 1) for ch in s])
+        return words, chars, torch.tensor(lengths), tags
+
+
+def batches(sents: list[Sentence], size: int, rng: random.Random | None = None) -> list[list[Sentence]]:
+    """Length-bucketed batches (little padding); shuffled when ``rng`` is given."""
+    order = list(range(len(sents)))
+    if rng:
+        rng.shuffle(order)
+        pools = [order[i:i + size * 50] for i in range(0, len(order), size * 50)]
+        order = [i for pool in pools for i in sorted(pool, key=lambda k: len(sents[k][0]))]
+    else:
+        order.sort(key=lambda k: len(sents[k][0]))
+    out = [[sents[i] for i in order[j:j + size]] for j in range(0, len(order), size)]
+    if rng:
+        rng.shuffle(out)
+    return out
+
+
+@torch.no_grad()
+def accuracy(net: CharBiLSTMTagger, enc: Encoder, sents: list[Sentence]) -> float:
+    net.eval()
+    correct = total = 0
+    for batch in batches(sents, 256):
+        words, chars, lengths, tags = enc.batch(batch)
+        pred = net(words, chars, lengths).argmax(-1)
+        mask = tags != -100
+        correct += int((pred[mask] == tags[mask]).sum())
+        total += int(mask.sum())
+    return correct / total
+
+
+def train(cfg: TrainConfig = TrainConfig(), model_cfg: dict | None = None, data: Path = DATA) -> dict:
+    """Train from scratch; returns a checkpoint dict (config, vocab, weights of the best dev epoch, history).
+
+    Adam with a cosine learning-rate schedule sized to the wall-clock budget (measured on the first batches);
+    dev accuracy is measured on an exponential moving average of the weights, which is what gets kept.
+    """
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    train_set, dev_set = load_splits(data)
+    vocab = build_vocab(train_set, cfg)
+    mcfg = TaggerConfig(word_vocab=len(vocab.words), char_vocab=len(vocab.chars), num_tags=len(vocab.tags),
+                        **(model_cfg or {}))
+    enc = Encoder(vocab, mcfg.max_word_chars)
+    net, averaged = CharBiLSTMTagger(mcfg), CharBiLSTMTagger(mcfg)
+    averaged.load_state_dict(net.state_dict())
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.9))
+    keep = torch.tensor([cfg.word_dropout / (cfg.word_dropout + max(n, 1)) for n in vocab.word_counts])
+    history, best, best_state = [], -1.0, None
+    started = time.perf_counter()
+    n_tokens = sum(len(w) for w, _ in train_set)
+    per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    total_steps, step = cfg.epochs * per_epoch, 0
+    for epoch in range(1, cfg.epochs + 1):
+        net.train()
+        bar = tqdm(batches(train_set, cfg.batch_size, rng), desc=f"pos-ewt epoch {epoch}", unit="batch",
+                   leave=False, disable=None)
+        t0, seen, loss_sum, n_batches = time.perf_counter(), 0, 0.0, 0
+        for batch in bar:
+            words, chars, lengths, tags = enc.batch(batch)
+            drop = torch.rand(words.shape) < keep[words]  # word dropout: rare words -> <unk>
+            words = torch.where(drop & (words > 1), torch.ones_like(words), words)
+            scores = net(words, chars, lengths)  # (T, B, V)
+            loss = F.nll_loss(scores.reshape(-1, scores.size(-1)), tags.reshape(-1), ignore_index=-100)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
+            if step == 50:  # size the schedule to the budget, leaving ~8% for the dev evaluations
+                per_step = (time.perf_counter() - started) / 50
+                total_steps = min(total_steps, int(cfg.max_minutes * 60 * 0.92 / per_step))
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total_steps)))
+            opt.step()
+            decay = min(cfg.ema, (1 + step) / (10 + step))  # warm-up: early on, the average follows the weights
+            with torch.no_grad():  # exponential moving average of the weights
+                for a, p in zip(averaged.parameters(), net.parameters()):
+                    a.mul_(decay).add_(p, alpha=1 - decay)
+            step += 1
+            n_batches += 1
+            seen += int(lengths.sum())
+            loss_sum += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}", dev=f"{best:.4f}", tok_s=f"{seen / (time.perf_counter() - t0):.0f}",
+                            refresh=False)
+            if step >= total_steps:
+                break
+        dev = accuracy(averaged, enc, dev_set)
+        minutes = (time.perf_counter() - started) / 60
+        history.append({"epoch": epoch, "train_loss": loss_sum / n_batches, "dev_accuracy": dev, "minutes": minutes,
+                        "tokens_per_s": seen / (time.perf_counter() - t0)})
+        tqdm.write(f"pos-ewt epoch {epoch}: train loss {loss_sum / n_batches:.4f}, dev UPOS {dev:.4f} "
+                   f"(averaged weights), {minutes:.1f} min")
+        if dev > best:
+            best, best_state = dev, {k: v.detach().clone() for k, v in averaged.state_dict().items()}
+        if step >= total_steps:
+            break
+    return {"config": mcfg.to_json(), "vocab": asdict(vocab), "state_dict": best_state,
+            "training": {**asdict(cfg), "history": history, "best_dev_accuracy": best,
+                         "minutes": (time.perf_counter() - started) / 60}}
+
+
+def save_checkpoint(ckpt: dict, path: Path = CHECKPOINT) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path = CHECKPOINT) -> dict:
+    if not path.exists():
+        raise DataError(f"{path}: no checkpoint; train one with `python -m export pos-ewt --retrain`")
+    return torch.load(path, weights_only=True)  # plain tensors and containers only: never unpickles code
+
+
+def curve_png(history: list[dict]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(epochs, [h["train_loss"] for h in history], "o-", color="tab:blue", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss (NLL)", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.plot(epochs, [100 * h["dev_accuracy"] for h in history], "s-", color="tab:red", label="dev UPOS")
+    ax2.set_ylabel("dev UPOS accuracy (%)", color="tab:red")
+    ax.set_title("pos-ewt training (UD English EWT)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+# ---- the registered model ------------------------------------------------------------------------------------
+
+MIN_DEV_ACCURACY = 0.955
+MAX_FP32_BYTES = 8_000_000
+MAX_INT8_BYTES = 3_000_000
+MAX_INT8_ACCURACY_LOSS = 0.003  # 0.3 points
+MIN_INT8_AGREEMENT = 0.995
+
+
+def recipe(retrain: bool = False) -> Trained:
+    if retrain:
+        ckpt = train()
+        save_checkpoint(ckpt)
+    else:
+        ckpt = load_checkpoint()
+    cfg = TaggerConfig(**ckpt["config"])
+    net = CharBiLSTMTagger(cfg)
+    net.load_state_dict(ckpt["state_dict"])
+    vocab = Vocab(**ckpt["vocab"])
+    training = {k: v for k, v in ckpt["training"].items() if k != "history"}
+    return Trained(net.eval(), cfg, vocab=vocab.to_manifest(),
+                   training={**training, "epochs_run": len(ckpt["training"]["history"]),
+                             "data": "UD English EWT v2.15 train; model selection on dev"},
+                   extra_files={"training_curve.png": curve_png(ckpt["training"]["history"])})
+
+
+def dev_accuracy(tagger: runtime.Tagger, dev: list[Sentence] | None = None) -> tuple[float, list[list[str]]]:
+    dev = dev or read_conllu(DATA / "en_ewt-ud-dev.conllu.xz")
+    pred = tagger.tag_batch([w for w, _ in dev])
+    correct = sum(p == g for (_, gold), tags in zip(dev, pred) for p, g in zip(tags, gold))
+    return correct / sum(len(t) for _, t in dev), pred
+
+
+def check_dev_accuracy(m: runtime.Tagger):
+    acc, _ = dev_accuracy(m)
+    return acc >= MIN_DEV_ACCURACY, f"dev UPOS accuracy {acc:.4f} (>= {MIN_DEV_ACCURACY} required)"
+
+
+def check_fp32_size(m: runtime.Tagger):
+    size = (m.folder / ONNX_FILE).stat().st_size
+    return size <= MAX_FP32_BYTES, f"model.onnx {size / 1e6:.2f} MB (<= {MAX_FP32_BYTES / 1e6:.0f} MB required)"
+
+
+def check_int8(m: runtime.Tagger):
+    """int8: size, dev accuracy lost vs fp32, and tag agreement with fp32 on dev."""
+    q = runtime.load(m.folder, variant="int8")
+    dev = read_conllu(DATA / "en_ewt-ud-dev.conllu.xz")
+    acc32, pred32 = dev_accuracy(m, dev)
+    acc8, pred8 = dev_accuracy(q, dev)
+    n = sum(len(t) for t in pred32)
+    agree = sum(a == b for s32, s8 in zip(pred32, pred8) for a, b in zip(s32, s8)) / n
+    size = (m.folder / INT8_FILE).stat().st_size
+    ok = size <= MAX_INT8_BYTES and acc32 - acc8 <= MAX_INT8_ACCURACY_LOSS and agree >= MIN_INT8_AGREEMENT
+    return ok, (f"model.int8.onnx {size / 1e6:.2f} MB (<= 3 MB); dev accuracy {acc8:.4f} vs fp32 {acc32:.4f} "
+                f"(loss {100 * (acc32 - acc8):.2f} points, <= 0.3); tag agreement with fp32 {agree:.4f} (>= 0.995)")
+
+
+POS_EWT = ModelSpec(
+    "pos-ewt", "tagger", "UD English EWT", "char-BiLSTM + word embeddings -> 2-layer BiLSTM UPOS tagger",
+    example_length=17, example_batch=3, train=recipe, int8=True,
+    checks=(Check(f"dev UPOS accuracy >= {MIN_DEV_ACCURACY}", check_dev_accuracy),
+            Check("model.onnx <= 8 MB", check_fp32_size),
+            Check("int8: <= 3 MB, loses <= 0.3 points of dev accuracy, agrees with fp32 on >= 99.5% of dev tags",
+                  check_int8)))

@@ -1,0 +1,9 @@
+"""Every model ``python -m export`` knows, by name. The parity suite's meta-test holds each to an artifact."""
+
+from __future__ import annotations
+
+from .ewt import POS_EWT
+from .seeds import SEED_MODELS, ModelSpec
+from .shakespeare import CHAR_SHAKESPEARE
+
+REGISTRY: dict[str, ModelSpec] = {m.name: m for m in [*SEED_MODELS, POS_EWT, CHAR_SHAKESPEARE]}
