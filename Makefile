@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 PIP     := $(VENV)/bin/pip
 STAMP   := $(VENV)/.seqedge-installed
 
-.PHONY: install run test retrain-pos-ewt clean
+.PHONY: install run test retrain-pos-ewt retrain-char-shakespeare clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ test: install
 # Train pos-ewt from scratch (<= 30 min on 2 cores), update its checkpoint, re-export and verify it.
 retrain-pos-ewt: install
 	$(PY) -m export pos-ewt --retrain --force
+
+# Train char-shakespeare from scratch (<= 30 min on 2 cores), update its checkpoint, re-export and verify it.
+retrain-char-shakespeare: install
+	$(PY) -m export char-shakespeare --retrain --force
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -48,8 +48,14 @@ def read_conllu(path: Path) -> list[Sentence]:
     sentences = []
     with opener(path, "rt", encoding="utf-8") as f:
         try:
-            for sent in conllu.parse_incr(f):
-                words = [(tok["form"], tok["upos"]) for tok in sent if isinstance(tok["id"], int)]
+            for n, sent in enumerate(conllu.parse_incr(f), 1):
+                toks = [tok for tok in sent if isinstance(tok["id"], int)]
+                bad = next((tok for tok in toks if not tok.get("form") or tok.get("upos") in (None, "", "_")), None)
+                if bad is not None:
+                    raise DataError(f"{path}: malformed CoNLL-U: sentence {n} "
+                                    f"({sent.metadata.get('sent_id', 'no sent_id')}), word {bad['id']}: expected 10 "
+                                    f"tab-separated columns with FORM and UPOS, got {dict(bad)}")
+                words = [(tok["form"], tok["upos"]) for tok in toks]
                 if words:
                     sentences.append(([w for w, _ in words], [t for _, t in words]))
         except conllu.exceptions.ParseException as e:
