@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import lzma
 import os
 import platform
 import statistics
@@ -286,7 +285,7 @@ def markdown(r: dict) -> str:
         if isinstance(v, dict):
             lines.append(f"| {k} | {v['tokens_per_s']:.0f} [{v['tokens_per_s_min']:.0f}-{v['tokens_per_s_max']:.0f}] "
                          f"| {v['gflops']:.2f} | {100 * v['roofline_fraction']:.0f}% |")
-    lines += [f"", f"FLOPs per token (counted from the config): {thr['flops_per_token'] / 1e6:.2f} M.", "",
+    lines += ["", f"FLOPs per token (counted from the config): {thr['flops_per_token'] / 1e6:.2f} M.", "",
               "| 4. streaming, char-shakespeare greedy | µs per character | runtime is faster |", "| --- | --- | --- |"]
     for k, v in st.items():
         lines.append(f"| {k} | {v['median']:.0f} [{v['min']:.0f}-{v['max']:.0f}] | "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .build import export
 from .convert import EXPORTERS, ExportError
-from .ewt import DataError
+from .spec import DataError
 from .registry import REGISTRY
 from .verify import ParityError
 

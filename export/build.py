@@ -21,7 +21,7 @@ from runtime.artifact import INT8_FILE, ONNX_FILE, TORCHSCRIPT_FILE, Manifest, s
 from .convert import OPSET, ExportError, add_metadata, check_onnx, quantize_int8, to_onnx, to_torchscript
 from .inputs import make_feed
 from .models import io_for
-from .seeds import ModelSpec
+from .spec import ModelSpec
 from .verify import ParityError, backends_for, raise_on_failure, summarize, verify
 
 EXPORTER_REASON = ("torch 2.13's dynamo exporter pins the time axis of LSTM/GRU/RNN graphs to the example length "

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import conllu
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -26,15 +25,11 @@ import runtime
 from runtime.artifact import INT8_FILE, ONNX_FILE
 from runtime.tagger import normalize_word, word_chars
 from .models import CharBiLSTMTagger, TaggerConfig
-from .seeds import Check, ModelSpec, Trained
+from .spec import Check, DataError, ModelSpec, Trained, load_checkpoint, save_checkpoint
 
 DATA = Path(__file__).parent / "data" / "ud_english_ewt"
 CHECKPOINT = Path(__file__).parent / "checkpoints" / "pos-ewt.pt"
 PAD, UNK = "<pad>", "<unk>"
-
-
-class DataError(Exception):
-    """Training data is missing or malformed."""
 
 
 Sentence = tuple[list[str], list[str]]  # (words, UPOS tags)
@@ -176,7 +171,6 @@ def train(cfg: TrainConfig = TrainConfig(), model_cfg: dict | None = None, data:
     keep = torch.tensor([cfg.word_dropout / (cfg.word_dropout + max(n, 1)) for n in vocab.word_counts])
     history, best, best_state = [], -1.0, None
     started = time.perf_counter()
-    n_tokens = sum(len(w) for w, _ in train_set)
     per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total_steps, step = cfg.epochs * per_epoch, 0
     for epoch in range(1, cfg.epochs + 1):
@@ -226,21 +220,6 @@ def train(cfg: TrainConfig = TrainConfig(), model_cfg: dict | None = None, data:
                          "minutes": (time.perf_counter() - started) / 60}}
 
 
-def save_checkpoint(ckpt: dict, path: Path = CHECKPOINT) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save(ckpt, buf)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
-
-
-def load_checkpoint(path: Path = CHECKPOINT) -> dict:
-    if not path.exists():
-        raise DataError(f"{path}: no checkpoint; train one with `python -m export pos-ewt --retrain`")
-    return torch.load(path, weights_only=True)  # plain tensors and containers only: never unpickles code
-
-
 def curve_png(history: list[dict]) -> bytes:
     import matplotlib
 
@@ -275,9 +254,9 @@ MIN_INT8_AGREEMENT = 0.995
 def recipe(retrain: bool = False) -> Trained:
     if retrain:
         ckpt = train()
-        save_checkpoint(ckpt)
+        save_checkpoint(ckpt, CHECKPOINT)
     else:
-        ckpt = load_checkpoint()
+        ckpt = load_checkpoint(CHECKPOINT)
     cfg = TaggerConfig(**ckpt["config"])
     net = CharBiLSTMTagger(cfg)
     net.load_state_dict(ckpt["state_dict"])

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .ewt import POS_EWT
-from .seeds import SEED_MODELS, ModelSpec
+from .seeds import SEED_MODELS
+from .spec import ModelSpec
 from .shakespeare import CHAR_SHAKESPEARE
 
 REGISTRY: dict[str, ModelSpec] = {m.name: m for m in [*SEED_MODELS, POS_EWT, CHAR_SHAKESPEARE]}

@@ -7,55 +7,19 @@ models train in seconds, so they always train (``retrain`` is ignored).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm import tqdm
 
 import runtime
-from .models import Net, NetConfig, build
+from .models import NetConfig, build
+from .spec import Check, ModelSpec, Trained
 
 # A printed 4-decimal number is within half a unit of its last place of the true value.
 PRINTED_4DP = 0.5e-4 + 1e-6
-
-
-@dataclass(frozen=True)
-class Check:
-    """A fact from a seed tutorial that the artifact must reproduce. ``run`` gets the artifact loaded through
-    the runtime and returns (ok, detail). Export and the test suite run the same checks."""
-
-    what: str
-    run: Callable[[runtime.Model], tuple[bool, str]]
-
-
-@dataclass
-class Trained:
-    net: Net
-    cfg: NetConfig
-    vocab: dict = field(default_factory=dict)
-    training: dict = field(default_factory=dict)  # how it was made, for the manifest
-    # Facts settled during training (about the untrained network): (what, ok, detail).
-    facts: list[tuple[str, bool, str]] = field(default_factory=list)
-    extra_files: dict[str, bytes] = field(default_factory=dict)  # written beside the model (e.g. a training curve)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registered model: how to make it and what its artifact must show."""
-
-    name: str
-    kind: str  # recurrent | tagger | char-lm
-    source: str  # which seed tutorials (or data set) it comes from
-    summary: str
-    example_length: int  # T of the example; parity runs 1, 2, T, 3T and 256
-    example_batch: int
-    train: Callable[[bool], Trained]  # retrain: bool -> Trained; models with a checkpoint load it unless retrain
-    checks: tuple[Check, ...] = ()
-    int8: bool = False  # also ship model.int8.onnx (ONNX Runtime dynamic quantization)
 
 
 def printed(got: np.ndarray, expected, what: str) -> tuple[bool, str]:

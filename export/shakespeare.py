@@ -21,9 +21,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import runtime
-from .ewt import DataError, load_checkpoint, save_checkpoint
 from .models import NetConfig, build
-from .seeds import Check, ModelSpec, Trained
+from .spec import Check, DataError, ModelSpec, Trained, load_checkpoint, save_checkpoint
 
 DATA = Path(__file__).parent / "data" / "tinyshakespeare" / "input.txt.xz"
 CHECKPOINT = Path(__file__).parent / "checkpoints" / "char-shakespeare.pt"

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import runtime
-from export.ewt import DATA, DataError, MIN_DEV_ACCURACY, read_conllu
+from export.ewt import DATA, MIN_DEV_ACCURACY, read_conllu
+from export.spec import DataError
 from export.verify import ATOL, RTOL, backends_for
 
 from .conftest import ARTIFACTS, run_cli

@@ -1,0 +1,70 @@
+"""What every registered model is: how to make it (a recipe returning ``Trained``), what its artifact must
+show (``Check``s), and the checkpoint files of models too slow to retrain on every ``make run``."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+import runtime
+from .models import NetConfig, TaggerConfig
+
+
+class DataError(Exception):
+    """Training data or a checkpoint is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """A fact the artifact must show (a seed's printed tensor, an accuracy, a size). ``run`` gets the artifact
+    loaded through the runtime and returns (ok, detail). Export and the test suite run the same checks."""
+
+    what: str
+    run: Callable[[runtime.Model], tuple[bool, str]]
+
+
+@dataclass
+class Trained:
+    net: nn.Module
+    cfg: NetConfig | TaggerConfig
+    vocab: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)  # how it was made, for the manifest
+    # Facts settled during training (about the untrained network): (what, ok, detail).
+    facts: list[tuple[str, bool, str]] = field(default_factory=list)
+    extra_files: dict[str, bytes] = field(default_factory=dict)  # written beside the model (e.g. a training curve)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: how to make it and what its artifact must show."""
+
+    name: str
+    kind: str  # recurrent | tagger | char-lm
+    source: str  # which seed tutorials (or data set) it comes from
+    summary: str
+    example_length: int  # T of the example; parity runs 1, 2, T, 3T and 256
+    example_batch: int
+    train: Callable[[bool], Trained]  # retrain: bool -> Trained; models with a checkpoint load it unless retrain
+    checks: tuple[Check, ...] = ()
+    int8: bool = False  # also ship model.int8.onnx (ONNX Runtime dynamic quantization)
+
+
+def save_checkpoint(ckpt: dict, path: Path) -> None:
+    """Write atomically: a crash mid-write leaves the previous checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    if not path.exists():
+        raise DataError(f"{path}: no checkpoint; train one with `python -m export NAME --retrain`")
+    return torch.load(path, weights_only=True)  # plain tensors and containers only: never unpickles code
