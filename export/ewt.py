@@ -25,7 +25,7 @@ import runtime
 from runtime.artifact import INT8_FILE, ONNX_FILE
 from runtime.tagger import normalize_word, word_chars
 from .models import CharBiLSTMTagger, TaggerConfig
-from .spec import Check, DataError, ModelSpec, Trained, load_checkpoint, save_checkpoint
+from .spec import Check, DataError, ModelSpec, Trained, checkpoint, training_record
 
 DATA = Path(__file__).parent / "data" / "ud_english_ewt"
 CHECKPOINT = Path(__file__).parent / "checkpoints" / "pos-ewt.pt"
@@ -252,19 +252,9 @@ MIN_INT8_AGREEMENT = 0.995
 
 
 def recipe(retrain: bool = False) -> Trained:
-    if retrain:
-        ckpt = train()
-        save_checkpoint(ckpt, CHECKPOINT)
-    else:
-        ckpt = load_checkpoint(CHECKPOINT)
-    cfg = TaggerConfig(**ckpt["config"])
-    net = CharBiLSTMTagger(cfg)
-    net.load_state_dict(ckpt["state_dict"])
-    vocab = Vocab(**ckpt["vocab"])
-    training = {k: v for k, v in ckpt["training"].items() if k != "history"}
-    return Trained(net.eval(), cfg, vocab=vocab.to_manifest(),
-                   training={**training, "epochs_run": len(ckpt["training"]["history"]),
-                             "data": "UD English EWT v2.15 train; model selection on dev"},
+    net, cfg, ckpt = checkpoint(CHECKPOINT, retrain, train)
+    return Trained(net, cfg, vocab=Vocab(**ckpt["vocab"]).to_manifest(),
+                   training=training_record(ckpt, "UD English EWT v2.15 train; model selection on dev"),
                    extra_files={"training_curve.png": curve_png(ckpt["training"]["history"])})
 
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 import runtime
 from .models import NetConfig, build
-from .spec import Check, DataError, ModelSpec, Trained, load_checkpoint, save_checkpoint
+from .spec import Check, DataError, ModelSpec, Trained, checkpoint, training_record
 
 DATA = Path(__file__).parent / "data" / "tinyshakespeare" / "input.txt.xz"
 CHECKPOINT = Path(__file__).parent / "checkpoints" / "char-shakespeare.pt"
@@ -161,21 +161,12 @@ def curve_png(history: list[dict]) -> bytes:
 
 
 def recipe(retrain: bool = False) -> Trained:
-    if retrain:
-        ckpt = train()
-        save_checkpoint(ckpt, CHECKPOINT)
-    else:
-        ckpt = load_checkpoint(CHECKPOINT)
-    cfg = NetConfig(**ckpt["config"])
-    net = build(cfg)
-    net.load_state_dict(ckpt["state_dict"])
+    net, cfg, ckpt = checkpoint(CHECKPOINT, retrain, train)
     chars = list(ckpt["chars"])
-    training = {k: v for k, v in ckpt["training"].items() if k != "history"}
-    return Trained(net.eval(), cfg,
+    return Trained(net, cfg,
                    vocab={"symbols": chars + [UNK], "bos": chars.index("\n"), "eos": None, "unk": len(chars),
                           "never_generate": [len(chars)]},
-                   training={**training, "epochs_run": len(ckpt["training"]["history"]),
-                             "data": "tiny-shakespeare, first 90% train, last 10% validation"},
+                   training=training_record(ckpt, "tiny-shakespeare, first 90% train, last 10% validation"),
                    extra_files={"training_curve.png": curve_png(ckpt["training"]["history"])})
 
 

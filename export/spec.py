@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import runtime
-from .models import NetConfig, TaggerConfig
+from .models import NetConfig, TaggerConfig, build_any, config_from_json
 
 
 class DataError(Exception):
@@ -68,3 +68,24 @@ def load_checkpoint(path: Path) -> dict:
     if not path.exists():
         raise DataError(f"{path}: no checkpoint; train one with `python -m export NAME --retrain`")
     return torch.load(path, weights_only=True)  # plain tensors and containers only: never unpickles code
+
+
+def checkpoint(path: Path, retrain: bool, train: Callable[[], dict]) -> tuple[nn.Module, NetConfig | TaggerConfig, dict]:
+    """Train from scratch and save the checkpoint (``retrain``), or load the committed one; returns the network
+    (eval mode, weights loaded), its config, and the checkpoint."""
+    if retrain:
+        ckpt = train()
+        save_checkpoint(ckpt, path)
+    else:
+        ckpt = load_checkpoint(path)
+    cfg = config_from_json(ckpt["config"])
+    net = build_any(cfg)
+    net.load_state_dict(ckpt["state_dict"])
+    return net.eval(), cfg, ckpt
+
+
+def training_record(ckpt: dict, data: str) -> dict:
+    """The checkpoint's training facts for the manifest (the per-epoch history goes into the curve PNG)."""
+    history = ckpt["training"]["history"]
+    return {**{k: v for k, v in ckpt["training"].items() if k != "history"}, "epochs_run": len(history),
+            "data": data}
