@@ -72,7 +72,7 @@ import runtime
 t = runtime.load({str(POS)!r})  # only to encode the sentence the same way
 feed = t.inputs([{SENTENCE!r}])
 with torch.no_grad():
-    net(*[torch.from_numpy(feed[k]) for k in ("words", "chars", "lengths")])
+    net(**{k: torch.from_numpy(v) for k, v in feed.items()})
 """,
     "TorchScript": f"""
 import torch
@@ -82,7 +82,7 @@ import runtime
 t = runtime.load({str(POS)!r})
 feed = t.inputs([{SENTENCE!r}])
 with torch.no_grad():
-    m(*[torch.from_numpy(feed[k]) for k in ("words", "chars", "lengths")])
+    m(**{k: torch.from_numpy(v) for k, v in feed.items()})
 """,
 }
 

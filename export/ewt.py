@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 import runtime
 from runtime.artifact import INT8_FILE, ONNX_FILE
-from runtime.tagger import normalize_word, word_chars
+from runtime.tagger import normalize_word, spell, word_chars
 from .models import CharBiLSTMTagger, TaggerConfig
 from .spec import Check, DataError, ModelSpec, Trained, checkpoint, training_record
 
@@ -99,28 +99,26 @@ def build_vocab(train: list[Sentence], cfg: TrainConfig) -> Vocab:
 
 
 class Encoder:
-    """Sentences -> padded (words, chars, lengths, tags) tensors, the same way the runtime encodes them."""
+    """Sentences -> the model's padded input tensors and the tags, the same way the runtime encodes them."""
 
-    def __init__(self, vocab: Vocab, max_word_chars: int):
+    def __init__(self, vocab: Vocab, cfg: TaggerConfig):
         self.w = {w: i for i, w in enumerate(vocab.words)}
         self.c = {c: i for i, c in enumerate(vocab.chars)}
         self.t = {t: i for i, t in enumerate(vocab.tags)}
-        self.max_chars = max_word_chars
+        self.cfg = cfg
 
-    def batch(self, sents: list[Sentence]):
+    def batch(self, sents: list[Sentence]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         lengths = [len(w) for w, _ in sents]
         t, b = max(lengths), len(sents)
         words = torch.zeros(t, b, dtype=torch.long)  # (T, B), 0 = <pad>
         tags = torch.full((t, b), -100, dtype=torch.long)  # -100: ignored by the loss
-        spelled = [[word_chars(w, self.max_chars) for w in ws] for ws, _ in sents]
-        width = max(len(s) for ws in spelled for s in ws)
-        chars = torch.zeros(t, b, width, dtype=torch.long)  # (T, B, C)
-        for j, ((ws, ts), sp) in enumerate(zip(sents, spelled)):
+        for j, (ws, ts) in enumerate(sents):
             words[: len(ws), j] = torch.tensor([self.w.get(normalize_word(w), 1) for w in ws])
             tags[: len(ts), j] = torch.tensor([self.t[x] for x in ts])
-            for i, s in enumerate(sp):
-                chars[i, j, : len(s)] = torch.tensor([self.c.get(ch, 1) for ch in s])
-        return words, chars, torch.tensor(lengths), tags
+        spellings = [[tuple(self.c.get(ch, 1) for ch in word_chars(w, self.cfg.max_word_chars)) for w in ws]
+                     for ws, _ in sents]
+        chars = {k: torch.from_numpy(v) for k, v in spell(spellings, self.cfg.char_buckets).items()}
+        return {"words": words, "lengths": torch.tensor(lengths), **chars}, tags
 
 
 def batches(sents: list[Sentence], size: int, rng: random.Random | None = None) -> list[list[Sentence]]:
@@ -143,8 +141,8 @@ def accuracy(net: CharBiLSTMTagger, enc: Encoder, sents: list[Sentence]) -> floa
     net.eval()
     correct = total = 0
     for batch in batches(sents, 256):
-        words, chars, lengths, tags = enc.batch(batch)
-        pred = net(words, chars, lengths).argmax(-1)
+        inputs, tags = enc.batch(batch)
+        pred = net(**inputs).argmax(-1)
         mask = tags != -100
         correct += int((pred[mask] == tags[mask]).sum())
         total += int(mask.sum())
@@ -164,7 +162,7 @@ def train(cfg: TrainConfig = TrainConfig(), model_cfg: dict | None = None, data:
     vocab = build_vocab(train_set, cfg)
     mcfg = TaggerConfig(word_vocab=len(vocab.words), char_vocab=len(vocab.chars), num_tags=len(vocab.tags),
                         **(model_cfg or {}))
-    enc = Encoder(vocab, mcfg.max_word_chars)
+    enc = Encoder(vocab, mcfg)
     net, averaged = CharBiLSTMTagger(mcfg), CharBiLSTMTagger(mcfg)
     averaged.load_state_dict(net.state_dict())
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.9))
@@ -179,10 +177,11 @@ def train(cfg: TrainConfig = TrainConfig(), model_cfg: dict | None = None, data:
                    leave=False, disable=None)
         t0, seen, loss_sum, n_batches = time.perf_counter(), 0, 0.0, 0
         for batch in bar:
-            words, chars, lengths, tags = enc.batch(batch)
+            inputs, tags = enc.batch(batch)
+            words = inputs["words"]
             drop = torch.rand(words.shape) < keep[words]  # word dropout: rare words -> <unk>
-            words = torch.where(drop & (words > 1), torch.ones_like(words), words)
-            scores = net(words, chars, lengths)  # (T, B, V)
+            inputs["words"] = torch.where(drop & (words > 1), torch.ones_like(words), words)
+            scores = net(**inputs)  # (T, B, V)
             loss = F.nll_loss(scores.reshape(-1, scores.size(-1)), tags.reshape(-1), ignore_index=-100)
             opt.zero_grad()
             loss.backward()

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from runtime.artifact import BATCH, TIME, IOSpec, TensorSpec
+from runtime.tagger import char_input
 
 CELLS = ("LSTM", "GRU", "RNN")
 ENCODERS = ("dense", "embedding", "one_hot")
@@ -153,6 +154,9 @@ def io_spec(kind: str, cfg: NetConfig) -> IOSpec:
 
 # ---- the edge POS tagger: char BiLSTM word features + word embeddings -> BiLSTM over the sentence ------------
 
+CHAR_INPUTS = 3  # chars_1..chars_3: CharBiLSTMTagger.forward takes exactly this many
+
+
 @dataclass(frozen=True)
 class TaggerConfig:
     word_vocab: int  # word ids, pad (0) and unknown (1) included
@@ -165,7 +169,15 @@ class TaggerConfig:
     num_layers: int = 2
     dropout: float = 0.33
     max_word_chars: int = 20  # C: longer words keep their first and last C/2 characters
+    # Spellings of length <= 4, 5..8 and longer go through the char BiLSTM as three inputs (runtime.tagger.spell):
+    # a recurrent layer runs every row as long as the longest, so one bucket would make "a" pay for "uncharacteristic".
+    char_buckets: tuple[int, ...] = (4, 8)
     family: str = "char-bilstm-tagger"
+
+    def __post_init__(self):
+        object.__setattr__(self, "char_buckets", tuple(self.char_buckets))  # JSON gives a list
+        if len(self.char_buckets) != CHAR_INPUTS - 1 or list(self.char_buckets) != sorted(set(self.char_buckets)):
+            raise ValueError(f"char_buckets: expected {CHAR_INPUTS - 1} increasing lengths, got {self.char_buckets}")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -174,11 +186,12 @@ class TaggerConfig:
 class CharBiLSTMTagger(nn.Module):
     __jit_ignored_attributes__ = ["cfg"]
 
-    """words (T, B), chars (T, B, C), lengths (B,) -> scores (T, B, V) log-probabilities.
+    """words (T, B), lengths (B,), spelling (T, B), chars_1..chars_3 (N_k, C_k) -> scores (T, B, V) log-probabilities.
 
-    Both BiLSTMs run on packed sequences (``pack_padded_sequence``), so padding never reaches the backward
-    direction: a sentence gets the same scores alone or padded in a batch. The exporter maps packing to the
-    ONNX LSTM's ``sequence_lens``.
+    Each distinct spelling of the batch is read once by the char BiLSTM (``runtime.tagger.spell`` builds the
+    inputs); ``spelling`` says which row each word is. Both BiLSTMs run on packed sequences
+    (``pack_padded_sequence``), so padding never reaches the backward direction: a sentence gets the same
+    scores alone or padded in a batch. The exporter maps packing to the ONNX LSTM's ``sequence_lens``.
     """
 
     def __init__(self, cfg: TaggerConfig):
@@ -193,35 +206,38 @@ class CharBiLSTMTagger(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(2 * cfg.hidden, cfg.num_tags)
 
-    def forward(self, words: torch.Tensor, chars: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        t, b = words.size(0), words.size(1)
-        c = chars.reshape(t * b, chars.size(2))  # (T*B, C)
-        char_len = (c != 0).sum(1).clamp(min=1)  # (T*B,); padding words get one pad char
-        ce = self.char_emb(c).transpose(0, 1)  # (C, T*B, E_c)
+    def forward(self, words: torch.Tensor, lengths: torch.Tensor, spelling: torch.Tensor, chars_1: torch.Tensor,
+                chars_2: torch.Tensor, chars_3: torch.Tensor) -> torch.Tensor:
+        spelled = torch.cat([self.read(chars_1), self.read(chars_2), self.read(chars_3)], dim=0)  # (N, 2H_c)
+        x = self.drop(torch.cat([self.word_emb(words), F.embedding(spelling, spelled)], dim=-1))  # (T, B, E_w + 2H_c)
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
+        y, _ = self.lstm(packed)
+        y, _ = nn.utils.rnn.pad_packed_sequence(y, total_length=words.size(0))  # (T, B, 2H), zeros past each length
+        return F.log_softmax(self.out(self.drop(y)), dim=-1)  # (T, B, V)
+
+    def read(self, chars: torch.Tensor) -> torch.Tensor:
+        """Spellings (N, C), 0-padded -> (N, 2H_c): the char BiLSTM's final states, both directions."""
+        char_len = (chars != 0).sum(1).clamp(min=1)  # (N,); an all-padding row is read as one pad char
+        ce = self.char_emb(chars).transpose(0, 1)  # (C, N, E_c)
         packed = nn.utils.rnn.pack_padded_sequence(ce, char_len.cpu(), enforce_sorted=False)
         # The final states are read off the outputs, not h_n: torch 2.13's TorchScript-based ONNX exporter
         # crashes (vector::_M_range_check in the peephole pass) when a packed LSTM's output goes unused.
-        y_c, _ = nn.utils.rnn.pad_packed_sequence(self.char_lstm(packed)[0], total_length=c.size(1))  # (C, T*B, 2H_c)
+        y_c, _ = nn.utils.rnn.pad_packed_sequence(self.char_lstm(packed)[0], total_length=chars.size(1))  # (C, N, 2H_c)
         h = self.char_hidden
-        last = (char_len - 1).view(1, -1, 1).expand(1, y_c.size(1), y_c.size(2))  # each word's last character
-        forward_final = y_c.gather(0, last)[0, :, :h]  # (T*B, H_c): forward direction after the last character
-        backward_final = y_c[0, :, h:]  # (T*B, H_c): backward direction after reading back to the first
-        char_feat = torch.cat([forward_final, backward_final], dim=-1).reshape(t, b, -1)  # (T, B, 2H_c)
-        x = self.drop(torch.cat([self.word_emb(words), char_feat], dim=-1))  # (T, B, E_w + 2H_c)
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
-        y, _ = self.lstm(packed)
-        y, _ = nn.utils.rnn.pad_packed_sequence(y, total_length=t)  # (T, B, 2H), zeros past each length
-        return F.log_softmax(self.out(self.drop(y)), dim=-1)  # (T, B, V)
-
-
-CHARS_PER_WORD = "chars_per_word"  # the symbolic axis C of the tagger's character input
+        last = (char_len - 1).view(1, -1, 1).expand(1, y_c.size(1), y_c.size(2))  # each spelling's last character
+        forward_final = y_c.gather(0, last)[0, :, :h]  # (N, H_c): forward direction after the last character
+        backward_final = y_c[0, :, h:]  # (N, H_c): backward direction after reading back to the first
+        return torch.cat([forward_final, backward_final], dim=-1)
 
 
 def tagger_io(cfg: TaggerConfig) -> IOSpec:
-    """No recurrent state: a bidirectional tagger reads the whole sentence, it is never stepped."""
+    """No recurrent state: a bidirectional tagger reads the whole sentence, it is never stepped. Each character
+    input has its own symbolic axes: the buckets' sizes are independent."""
+    chars = tuple(TensorSpec(char_input(k), "int64", (f"spellings_{k}", f"chars_per_word_{k}"))
+                  for k in range(1, CHAR_INPUTS + 1))
     return IOSpec(
-        inputs=(TensorSpec("words", "int64", (TIME, BATCH)), TensorSpec("chars", "int64", (TIME, BATCH, CHARS_PER_WORD)),
-                TensorSpec("lengths", "int64", (BATCH,))),
+        inputs=(TensorSpec("words", "int64", (TIME, BATCH)), TensorSpec("lengths", "int64", (BATCH,)),
+                TensorSpec("spelling", "int64", (TIME, BATCH)), *chars),
         outputs=(TensorSpec("scores", "float32", (TIME, BATCH, cfg.num_tags)),),
     )
 

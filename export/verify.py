@@ -25,10 +25,14 @@ from .convert import quiet_export_tools
 from .inputs import Feed, make_feed
 from .models import NetConfig, TaggerConfig, build_any, config_from_json
 
-# fp32 tolerances: |a - b| <= ATOL + RTOL * |b|. Measured differences between backends are <= 1e-6 on every
-# seed model at every tested length (see the manifests' parity.max_abs_diff).
+# fp32 tolerances: |a - b| <= ATOL * max(1, max|b|) + RTOL * |b|, element-wise, b the whole output tensor. The
+# absolute part scales with the tensor's magnitude: rounding differences accumulated over hundreds of steps are
+# relative to the largest values (logits of ~40 differ by ~4e-4 at T=384), and they land on the elements near zero
+# too. Seed outputs are below 1 in magnitude, so for them this is plain 1e-5 + 1e-5 |b|. Measured differences
+# are in the manifests' parity.max_abs_diff.
 ATOL = 1e-5
 RTOL = 1e-5
+TOLERANCE = "|a - b| <= atol * max(1, max|b|) + rtol * |b|"
 LONG = 256  # the long sequence every artifact must handle
 BATCHES = (1, 3)
 
@@ -63,7 +67,7 @@ class Diff:
 
     def __str__(self) -> str:
         return (f"{self.model}: {self.check}, {self.case}, output {self.output!r}: max abs diff {self.max_abs:.3g}, "
-                f"max rel diff {self.max_rel:.3g} ({'ok' if self.ok else 'FAIL'}; atol {ATOL}, rtol {RTOL})")
+                f"max rel diff {self.max_rel:.3g} ({'ok' if self.ok else 'FAIL'}; {TOLERANCE}, atol {ATOL}, rtol {RTOL})")
 
 
 def cases(example_length: int, stateful: bool = True) -> list[Case]:
@@ -139,7 +143,8 @@ def compare(model: str, check: str, case: Case, a: Feed, b: Feed, kind: str) -> 
             continue
         err = np.abs(x - y)
         rel = err / np.maximum(np.abs(y), ATOL)  # relative to |y|, floored: near zero only abs diff means much
-        ok = bool(np.all(err <= ATOL + RTOL * np.abs(y)))
+        scale = max(1.0, float(np.abs(y).max(initial=0.0)))
+        ok = bool(np.all(err <= ATOL * scale + RTOL * np.abs(y)))
         diffs.append(Diff(model, check, case, name, float(err.max()), float(rel.max()), ok))
     if kind == "tagger":
         out = next(iter(b))  # scores: tags are its argmax and must agree exactly
@@ -199,6 +204,7 @@ def summarize(diffs: list[Diff], example_length: int) -> dict:
         "ok": all(d.ok for d in diffs),
         "atol": ATOL,
         "rtol": RTOL,
+        "tolerance": TOLERANCE,
         "example_length": example_length,
         "lengths": sorted({d.case.length for d in diffs}),
         "batches": list(BATCHES),

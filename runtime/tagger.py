@@ -1,8 +1,10 @@
 """Part-of-speech taggers: words in, one tag per word out.
 
 Graph IO: ``words`` int64 (T, B) -> ``scores`` float32 (T, B, V) log-probabilities over the tag set. Seed taggers
-also carry recurrent state (``h_0``/``c_0`` in, ``h_n``/``c_n`` out); the EWT tagger instead takes ``chars``
-int64 (T, B, C), each word's character ids, and ``lengths`` int64 (B,), each sentence's true length.
+also carry recurrent state (``h_0``/``c_0`` in, ``h_n``/``c_n`` out); the EWT tagger instead takes ``lengths``
+int64 (B,), each sentence's true length, and the batch's spellings (see ``spell``): ``spelling`` int64 (T, B),
+each word's row among ``chars_1``, ``chars_2``, ``chars_3`` int64 (N_k, C_k), the character ids of each distinct
+spelling in the batch, grouped by length so that short words do not pay for the longest one.
 
 The text preprocessing here (``normalize_word``, ``word_chars``) is the one definition of it: training
 imports it from here, so what the model saw in training is what it sees at run time.
@@ -11,14 +13,16 @@ imports it from here, so what the model saw in training is what it sees at run t
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from functools import lru_cache
+from itertools import chain
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .model import Model
 
-WORDS, CHARS, LENGTHS, SCORES = "words", "chars", "lengths", "scores"
+WORDS, LENGTHS, SPELLING, SCORES = "words", "lengths", "spelling", "scores"
 BATCH_SENTENCES = 64  # sentences per session.run in tag_batch: enough to amortise the call, small enough for RAM
 
 
@@ -35,7 +39,9 @@ class Tagger(Model):
         self.pad_id = self._index[vocab.get("pad", vocab["unk"])]
         self._normalize = vocab.get("normalize", False)
         self._inputs = {t.name for t in self.io.inputs}
-        if CHARS in self._inputs:
+        self._spelled = SPELLING in self._inputs
+        if self._spelled:
+            self._char_buckets = tuple(int(b) for b in self.manifest.config["char_buckets"])
             self._char_index = {c: i for i, c in enumerate(vocab["chars"])}
             self._char_unk = self._char_index[vocab["unk"]]
             self._max_chars = int(self.manifest.config["max_word_chars"])
@@ -52,8 +58,8 @@ class Tagger(Model):
         return tuple(self._char_index.get(ch, self._char_unk) for ch in word_chars(word, self._max_chars))
 
     def inputs(self, sentences: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
-        """The graph's inputs for one padded batch of non-empty sentences, in the given order:
-        ``words`` (T, B), and where the graph takes them ``chars`` (T, B, C) and ``lengths`` (B,)."""
+        """The graph's inputs for one padded batch of non-empty sentences, in the given order: ``words`` (T, B),
+        and where the graph takes them ``lengths`` (B,) and the spellings (``spell``)."""
         encoded = [self.encode(s) for s in sentences]
         lengths = [len(e) for e in encoded]
         if not encoded or min(lengths) < 1:
@@ -62,16 +68,10 @@ class Tagger(Model):
         for b, e in enumerate(encoded):
             ids[: len(e), b] = e
         feed = {WORDS: self.time_major(WORDS, ids)}
-        if CHARS in self._inputs:
-            per_word = [[self._char_ids(w) for w in s] for s in sentences]
-            width = max(len(c) for s in per_word for c in s) or 1
-            chars = np.zeros(ids.shape + (width,), dtype=np.int64)  # (T, B, C), 0 = padding
-            for b, s in enumerate(per_word):
-                for t, c in enumerate(s):
-                    chars[t, b, : len(c)] = c
-            feed[CHARS] = chars
         if LENGTHS in self._inputs:
             feed[LENGTHS] = np.asarray(lengths, dtype=np.int64)
+        if self._spelled:
+            feed.update(spell([[self._char_ids(w) for w in s] for s in sentences], self._char_buckets))
         return feed
 
     def _check_feed(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -82,6 +82,12 @@ class Tagger(Model):
             if bad.size:
                 raise ValueError(f"{self.name}: input 'lengths': expected values in [1, {t}] (the time axis), "
                                  f"got {bad[:5].tolist()}")
+        if self._spelled:
+            rows = sum(feed[char_input(k)].shape[0] for k in range(1, len(self._char_buckets) + 2))
+            bad = feed[SPELLING][(feed[SPELLING] < 0) | (feed[SPELLING] >= rows)]
+            if bad.size:
+                raise ValueError(f"{self.name}: input 'spelling': expected row numbers in [0, {rows}) (the rows of "
+                                 f"the chars_k inputs), got {bad[:5].tolist()}")
         return feed
 
     def scores_batch(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
@@ -111,6 +117,39 @@ class Tagger(Model):
 
     def tag(self, words: Sequence[str]) -> list[str]:
         return self.tag_batch([words])[0]
+
+
+def char_input(k: int) -> str:
+    """The name of the k-th (from 1) character input: the spellings of the k-th length bucket."""
+    return f"chars_{k}"
+
+
+def spell(spellings: Sequence[Sequence[tuple[int, ...]]], buckets: Sequence[int]) -> dict[str, np.ndarray]:
+    """The character inputs of a batch, from each sentence's words as character-id tuples.
+
+    Each distinct spelling is encoded once, in the length bucket it falls in: bucket k (from 1) holds the
+    spellings of length in (buckets[k-2], buckets[k-1]], the last bucket everything longer than buckets[-1].
+    A recurrent layer runs every row for as many steps as the longest row, so grouping by length is what keeps
+    short words from paying for long ones. Returns ``spelling`` (T, B), each word's row in the buckets stacked
+    in order (0 in padding slots), and ``chars_k`` (N_k, C_k), 0-padded; an empty bucket is one row of padding.
+    """
+    groups: list[dict[tuple[int, ...], None]] = [{} for _ in range(len(buckets) + 1)]
+    for sentence in spellings:
+        for word in sentence:
+            groups[bisect_left(buckets, len(word))].setdefault(word)
+    feed, row, offset = {}, {}, 0
+    for k, group in enumerate(groups, 1):
+        lens = np.fromiter(map(len, group), dtype=np.int64, count=len(group))
+        chars = np.zeros((max(len(group), 1), max(lens.max(initial=0), 1)), dtype=np.int64)  # (N_k, C_k)
+        filled = np.arange(chars.shape[1]) < lens[:, None]  # (len(group), C_k)
+        chars[: len(group)][filled] = np.fromiter(chain.from_iterable(group), dtype=np.int64, count=int(lens.sum()))
+        row.update(zip(group, range(offset, offset + len(group))))
+        offset += chars.shape[0]
+        feed[char_input(k)] = chars
+    index = np.zeros((max(map(len, spellings)), len(spellings)), dtype=np.int64)  # (T, B)
+    for b, sentence in enumerate(spellings):
+        index[: len(sentence), b] = [row[w] for w in sentence]
+    return {SPELLING: index, **feed}
 
 
 def normalize_word(word: str) -> str:
