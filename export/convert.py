@@ -112,10 +112,36 @@ def quantize_int8(src: Path, dst: Path) -> None:
     hush = _MessageFilter("pre-processing before quantization")
     root.addFilter(hush)
     try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul", "LSTM", "Gather"])
+        with tempfile.TemporaryDirectory() as tmp:
+            plain = Path(tmp) / src.name
+            onnx.save(_inline_weight_aliases(onnx.load(str(src))), str(plain))
+            quantize_dynamic(str(plain), str(dst), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "LSTM", "Gather"])
     finally:
         root.removeFilter(hush)
+
+
+def _inline_weight_aliases(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give every node its own copy of the weights that ``Identity`` nodes alias.
+
+    When one module runs more than once (pos-ewt's char BiLSTM, once per length bucket), the TorchScript-based
+    exporter keeps one copy of its weights and feeds the other calls through ``Identity`` nodes. The quantizer
+    only quantizes weights that are initializers, so those calls would stay float32 (and the float32 weights
+    would stay in the file beside their int8 copy); and pointing all calls at one initializer is worse: with
+    three LSTMs sharing one weight the int8 graph lost 19 points of dev accuracy (95.6% -> 76.6%, measured;
+    the quantizer rewrites an LSTM's weights per node). So each
+    aliasing ``Identity`` becomes an initializer of its own, a copy of the weight, under the same name."""
+    weights = {t.name: t for t in model.graph.initializer}
+    outputs = {o.name for o in model.graph.output}
+    aliases = [n for n in model.graph.node
+               if n.op_type == "Identity" and n.input[0] in weights and n.output[0] not in outputs]
+    for n in aliases:
+        copy = onnx.TensorProto()
+        copy.CopyFrom(weights[n.input[0]])
+        copy.name = n.output[0]
+        model.graph.initializer.append(copy)
+        model.graph.node.remove(n)
+    return model
 
 
 class _MessageFilter(logging.Filter):
