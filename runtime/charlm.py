@@ -38,6 +38,7 @@ class CharLM(Model):
         self.never_generate: list[int] = list(vocab.get("never_generate", [self.unk_id]))
         specials = {self.unk_id, *self.never_generate} - {None}
         self._index = {s: i for i, s in enumerate(self.symbols) if i not in specials}
+        self._state_batch_axis = {i: self.io.input(i).axis(BATCH) for i, _ in self.io.state}
 
     def encode(self, text: str) -> np.ndarray:
         if not isinstance(text, str):
@@ -69,8 +70,9 @@ class CharLM(Model):
         return Stream(self, temperature, top_k, seed)
 
     def _advance(self, ids: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Feed ids (T, B) time-major; return the last step's logits (B, V) and the new state."""
-        out = self.run(**{CHARS: self.time_major(CHARS, ids)}, **state)
+        """Feed ids (T, B) time-major; return the last step's logits (B, V) and the new state (complete: streams
+        start from ``zero_state`` and carry the graph's own outputs)."""
+        out = self._run({CHARS: np.ascontiguousarray(self.time_major(CHARS, ids)), **state})
         logits = self.time_major(LOGITS, out[LOGITS])[-1]  # (T, B, V) -> (B, V)
         return logits, {i: out[o] for i, o in self.io.state}
 
@@ -89,15 +91,17 @@ class CharLM(Model):
         if picks:
             live = [streams[b] for b in picks]
             ids = np.array([list(picks.values())], dtype=np.int64)  # (T=1, B)
-            stacked = {k: np.concatenate([s.state[k] for s in live], axis=self._batch_axis(k)) for k in live[0].state}
-            logits, state = self._advance(ids, stacked)  # one session.run for every stream
-            for j, s in enumerate(live):
-                s.logits = logits[j]
-                s.state = {k: np.take(v, [j], axis=self._batch_axis(k)) for k, v in state.items()}
+            if len(live) == 1:  # one stream (generate): its state as is, no stacking and splitting
+                logits, live[0].state = self._advance(ids, live[0].state)
+                live[0].logits = logits[0]
+            else:
+                stacked = {k: np.concatenate([s.state[k] for s in live], axis=self._state_batch_axis[k])
+                           for k in live[0].state}
+                logits, state = self._advance(ids, stacked)  # one session.run for every stream
+                for j, s in enumerate(live):
+                    s.logits = logits[j]
+                    s.state = {k: np.take(v, [j], axis=self._state_batch_axis[k]) for k, v in state.items()}
         return [self.symbols[picks[b]] if b in picks else "" for b in range(len(streams))]
-
-    def _batch_axis(self, state_input: str) -> int:
-        return self.io.input(state_input).axis(BATCH)
 
     def iter_generate(self, prompt: str = "", max_chars: int = 256, temperature: float = 0.0,
                       top_k: int | None = None, seed: int | None = None) -> Iterator[str]:

@@ -146,9 +146,12 @@ class Model:
     # ---- running --------------------------------------------------------------------------------------------
     def run(self, **arrays: Any) -> dict[str, np.ndarray]:
         """Run the graph once. Keyword names are the artifact's input names; returns {output name: array}."""
-        feed = self._check_feed(arrays)
-        outputs = self.session.run(self.output_names, feed)
-        return dict(zip(self.output_names, outputs))
+        return self._run(self._check_feed(arrays))
+
+    def _run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run a complete feed as is. For feeds the runtime built itself (every input present, right dtypes and
+        shapes by construction): the checks of ``run`` cost ~50 µs, a quarter of a generated character's step."""
+        return dict(zip(self.output_names, self.session.run(self.output_names, feed)))
 
 
 def _fmt(shape) -> str:

@@ -59,7 +59,7 @@ class Tagger(Model):
 
     def inputs(self, sentences: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
         """The graph's inputs for one padded batch of non-empty sentences, in the given order: ``words`` (T, B),
-        and where the graph takes them ``lengths`` (B,) and the spellings (``spell``)."""
+        and where the graph takes them ``lengths`` (B,) and the spellings (``spell``), or a zero initial state."""
         encoded = [self.encode(s) for s in sentences]
         lengths = [len(e) for e in encoded]
         if not encoded or min(lengths) < 1:
@@ -67,11 +67,13 @@ class Tagger(Model):
         ids = np.full((max(lengths), len(encoded)), self.pad_id, dtype=np.int64)  # (T, B)
         for b, e in enumerate(encoded):
             ids[: len(e), b] = e
-        feed = {WORDS: self.time_major(WORDS, ids)}
+        feed = {WORDS: np.ascontiguousarray(self.time_major(WORDS, ids))}
         if LENGTHS in self._inputs:
             feed[LENGTHS] = np.asarray(lengths, dtype=np.int64)
         if self._spelled:
             feed.update(spell([[self._char_ids(w) for w in s] for s in sentences], self._char_buckets))
+        for state_in, _ in self.io.state:  # seed taggers: each sentence starts from a zero state
+            feed[state_in] = self.zero_state(state_in, len(encoded))
         return feed
 
     def _check_feed(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -106,7 +108,7 @@ class Tagger(Model):
         results: list[np.ndarray] = [np.zeros((0, len(self.tags)), np.float32)] * len(sizes)
         for start in range(0, len(order), BATCH_SENTENCES):
             chunk = order[start:start + BATCH_SENTENCES]
-            out = self.run(**self.inputs([sentences[i] for i in chunk]))
+            out = self._run(self.inputs([sentences[i] for i in chunk]))  # built here: valid by construction
             scores = self.time_major(SCORES, out[SCORES])  # (T, B, V)
             for b, i in enumerate(chunk):
                 results[i] = scores[: sizes[i], b]
