@@ -1,12 +1,13 @@
 # make run:  create .venv, install, train + export + verify every seed model into artifacts/, print the parity table
 # make test: create .venv if missing, install, run the test suite
+# make bench: the benchmarks (< 10 min, quiet machine): benchmarks/results.{json,md}, chart.png, README table
 # make retrain-pos-ewt: train the EWT tagger from scratch instead of exporting its committed checkpoint
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(VENV)/bin/pip
 STAMP   := $(VENV)/.seqedge-installed
 
-.PHONY: install run test retrain-pos-ewt retrain-char-shakespeare clean
+.PHONY: install run test bench bench-quick retrain-pos-ewt retrain-char-shakespeare clean
 
 install: $(STAMP)
 
@@ -23,6 +24,14 @@ run: install
 
 test: install
 	$(PY) -m pytest -q
+
+# Runtime vs eager torch vs TorchScript, one thread, side by side; rewrites the README's results table.
+bench: install
+	$(PY) benchmarks/bench.py --readme
+
+# About a minute, into benchmarks/quick/ (the test suite runs it too, as a smoke test; no timing is asserted).
+bench-quick: install
+	$(PY) benchmarks/bench.py --quick
 
 # Train pos-ewt from scratch (<= 30 min on 2 cores), update its checkpoint, re-export and verify it.
 retrain-pos-ewt: install
