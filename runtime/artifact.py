@@ -152,6 +152,8 @@ def read_manifest(folder: Path | str) -> Manifest:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ArtifactError(f"{path}: no manifest; is {folder} an artifact folder?") from None
+    except UnicodeDecodeError as e:
+        raise ArtifactError(f"{path}: not UTF-8 text: {e}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
