@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         return _fail(f"unknown model(s) {unknown}: expected names from: {', '.join(REGISTRY)}", 2)
     names = list(REGISTRY) if args.all else args.names
+    if args.out.exists() and not args.out.is_dir():
+        return _fail(f"--out {args.out}: expected a folder, got a file", 2)
     if not args.force:
         existing = [n for n in names if (args.out / n).exists()]
         if existing:
