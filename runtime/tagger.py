@@ -42,6 +42,9 @@ class Tagger(Model):
         self.words: list[str] = list(vocab["words"])
         self._check_vocab("tags", len(self.tags), self.output_dim(SCORES), f"output {SCORES!r} scores that many")
         self._check_vocab("words", len(self.words), self.embedding_rows(WORDS), "rows in the word embedding")
+        for name in sorted(n for n in self._declared if n.startswith("chars")):  # chars, or chars_1, chars_2...
+            self._check_vocab("chars", len(vocab.get("chars", ())), self.embedding_rows(name),
+                              f"rows in the char embedding {name!r} indexes")
         self._index = {w: i for i, w in enumerate(self.words)}
         self.unk_id = self._index[vocab["unk"]]
         self.pad_id = self._index[vocab.get("pad", vocab["unk"])]
@@ -49,7 +52,6 @@ class Tagger(Model):
         self._inputs = {t.name for t in self.io.inputs}
         if CHARS in self._inputs:
             self._char_index = {c: i for i, c in enumerate(vocab["chars"])}
-            self._check_vocab("chars", len(vocab["chars"]), self.embedding_rows(CHARS), "rows in the char embedding")
             self._char_unk = self._char_index[vocab["unk"]]
             self._max_chars = int(self.manifest.config["max_word_chars"])
             self._char_ids = lru_cache(maxsize=65536)(self._char_ids_uncached)
