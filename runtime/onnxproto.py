@@ -149,11 +149,11 @@ def _tensor(data: memoryview, start: int, end: int, facts: GraphFacts, main_init
 def _node(data: memoryview, start: int, end: int) -> tuple[str, list[str], list[str]]:
     op, inputs, outputs = "", [], []
     for number, wire, value in _fields(data, start, end):
-        if wire != 2:
+        if wire != 2 or number not in (_NODE_INPUT, _NODE_OUTPUT, _NODE_OP):
             continue
-        if number in (_NODE_INPUT, _NODE_OUTPUT, _NODE_OP):
-            text = bytes(data[value[0]:value[1]]).decode("utf-8", "replace")
-            {_NODE_INPUT: inputs, _NODE_OUTPUT: outputs}.get(number, []).append(text)
-            if number == _NODE_OP:
-                op = text
+        text = bytes(data[value[0]:value[1]]).decode("utf-8", "replace")
+        if number == _NODE_OP:
+            op = text
+        else:
+            (inputs if number == _NODE_INPUT else outputs).append(text)
     return op, inputs, outputs
