@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .build import export
 from .convert import EXPORTERS, ExportError
-from .spec import DataError
+from .spec import DataError, check_data, use_data_dir
 from .registry import REGISTRY
 from .verify import ParityError
 
@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--exporter", choices=EXPORTERS, default="torchscript",
                    help="ONNX exporter: torchscript (default; keeps time/batch dynamic for RNNs in torch 2.13) or "
                         "dynamo (torch's default, which pins the time axis of RNNs: kept to re-check that)")
+    p.add_argument("--data", type=Path, metavar="DIR",
+                   help="read the training/evaluation data from DIR instead of the vendored copy (pos-ewt: "
+                        "en_ewt-ud-train.conllu.xz and en_ewt-ud-dev.conllu.xz; char-shakespeare: input.txt.xz)")
     p.add_argument("--list", action="store_true", help="list the registered models and exit")
     return p
 
@@ -46,22 +49,39 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{spec.name:26} {spec.kind:10} {spec.source:16} {spec.summary}")
         return 0
     if args.all == bool(args.names):
-        parser.error("give model NAMEs or --all (not both)")
+        return _fail("give model NAMEs or --all (not both)", 2)
     unknown = [n for n in args.names if n not in REGISTRY]
     if unknown:
-        parser.error(f"unknown model(s) {unknown}; expected names from: {', '.join(REGISTRY)}")
+        return _fail(f"unknown model(s) {unknown}: expected names from: {', '.join(REGISTRY)}", 2)
     names = list(REGISTRY) if args.all else args.names
+    if args.out.exists() and not args.out.is_dir():
+        return _fail(f"--out {args.out}: expected a folder, got a file", 2)
     if not args.force:
         existing = [n for n in names if (args.out / n).exists()]
         if existing:
-            parser.error(f"{', '.join(str(args.out / n) for n in existing)} exist(s); pass --force to replace")
+            return _fail(f"{', '.join(str(args.out / n) for n in existing)} exist(s); pass --force to replace", 2)
+    if args.data is not None:
+        no_data = [n for n in names if not REGISTRY[n].data_files]
+        if no_data:
+            with_data = [n for n, s in REGISTRY.items() if s.data_files]
+            return _fail(f"--data: {', '.join(no_data)} read(s) no data files (expected only models that do: "
+                         f"{', '.join(with_data)})", 2)
+        for n in names:
+            use_data_dir(REGISTRY[n], args.data)
+    for n in names:  # every data file is there before any work starts
+        try:
+            check_data(REGISTRY[n])
+        except DataError as e:
+            return _fail(f"{n}: {e}", 1)
 
     rows, failed = [], []
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name}: train, export, verify ...", file=sys.stderr, flush=True)
         try:
             r = export(REGISTRY[name], args.out, exporter=args.exporter, force=args.force, retrain=args.retrain)
-        except (ExportError, ParityError, DataError) as e:
+        except DataError as e:  # bad data fails the whole run at once: the next model would read it too
+            return _fail(f"{name}: not written: {e}", 1)
+        except (ExportError, ParityError) as e:
             print(f"error: {name}: not written: {e}", file=sys.stderr)
             failed.append(name)
             rows.append((name, args.exporter, "-", "-", "-", "FAILED"))
@@ -72,10 +92,15 @@ def main(argv: list[str] | None = None) -> int:
                      f"{seed_ok}/{len(p['checks'])}", f"ok {r.seconds:.1f}s"))
     _table(["artifact", "exporter", "comparisons", "max abs diff", "checks", "status"], rows)
     if failed:
-        print(f"error: {len(failed)} artifact(s) failed verification and were not written: {', '.join(failed)}",
-              file=sys.stderr)
+        print(f"error: {len(failed)} artifact(s) failed and were not written: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _fail(message: str, status: int) -> int:
+    """One line on stderr, and the exit status (2: bad command line, 1: bad data or a failed artifact)."""
+    print(f"error: {message}", file=sys.stderr)
+    return status
 
 
 def _table(header: list[str], rows: list[tuple[str, ...]]) -> None:

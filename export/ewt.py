@@ -25,7 +25,7 @@ import runtime
 from runtime.artifact import INT8_FILE, ONNX_FILE
 from runtime.tagger import normalize_word, spell, word_chars
 from .models import CharBiLSTMTagger, TaggerConfig
-from .spec import Check, DataError, ModelSpec, Trained, checkpoint, training_record
+from .spec import Check, DataError, ModelSpec, Trained, checkpoint, data_dir, training_record
 
 DATA = Path(__file__).parent / "data" / "ud_english_ewt"
 CHECKPOINT = Path(__file__).parent / "checkpoints" / "pos-ewt.pt"
@@ -35,15 +35,35 @@ PAD, UNK = "<pad>", "<unk>"
 Sentence = tuple[list[str], list[str]]  # (words, UPOS tags)
 
 
+class _CheckedLines:
+    """The lines of a CoNLL-U file, each word line checked for its 10 tab-separated columns as it streams by,
+    so a malformed line is reported by its number (the ``conllu`` parser reports no line)."""
+
+    def __init__(self, f, path: Path):
+        self.f, self.path = f, path
+
+    def read(self, *args):  # conllu.parse_incr wants a file; it only iterates
+        raise NotImplementedError
+
+    def __iter__(self):
+        for n, line in enumerate(self.f, 1):
+            if line.strip() and not line.startswith("#"):
+                columns = line.rstrip("\r\n").split("\t")
+                if len(columns) != 10:
+                    raise DataError(f"{self.path}: malformed CoNLL-U: line {n}: expected 10 tab-separated columns, "
+                                    f"got {len(columns)}: {line.rstrip()[:80]!r}")
+            yield line
+
+
 def read_conllu(path: Path) -> list[Sentence]:
     """Words and UPOS of every sentence; multi-word token ranges (3-4) and empty nodes (8.1) are skipped."""
     if not path.exists():
-        raise DataError(f"{path}: missing (the vendored UD English EWT split)")
+        raise DataError(f"{path}: missing data file (a UD English EWT split)")
     opener = lzma.open if path.suffix == ".xz" else open
     sentences = []
     with opener(path, "rt", encoding="utf-8") as f:
         try:
-            for n, sent in enumerate(conllu.parse_incr(f), 1):
+            for n, sent in enumerate(conllu.parse_incr(_CheckedLines(f, path)), 1):
                 toks = [tok for tok in sent if isinstance(tok["id"], int)]
                 bad = next((tok for tok in toks if not tok.get("form") or tok.get("upos") in (None, "", "_")), None)
                 if bad is not None:
@@ -55,13 +75,25 @@ def read_conllu(path: Path) -> list[Sentence]:
                     sentences.append(([w for w, _ in words], [t for _, t in words]))
         except conllu.exceptions.ParseException as e:
             raise DataError(f"{path}: malformed CoNLL-U: {e}") from None
+        except (UnicodeDecodeError, lzma.LZMAError, EOFError) as e:
+            raise DataError(f"{path}: unreadable: expected UTF-8 CoNLL-U{' (xz)' if path.suffix == '.xz' else ''}, "
+                            f"got {type(e).__name__}: {e}") from None
     if not sentences:
-        raise DataError(f"{path}: no sentences")
+        raise DataError(f"{path}: expected at least one sentence with words, got no sentences")
     return sentences
 
 
-def load_splits(data: Path = DATA) -> tuple[list[Sentence], list[Sentence]]:
-    return read_conllu(data / "en_ewt-ud-train.conllu.xz"), read_conllu(data / "en_ewt-ud-dev.conllu.xz")
+TRAIN_FILE, DEV_FILE = "en_ewt-ud-train.conllu.xz", "en_ewt-ud-dev.conllu.xz"
+
+
+def data() -> Path:
+    """The folder holding the splits: the vendored copy, or ``python -m export pos-ewt --data DIR``."""
+    return data_dir(POS_EWT)
+
+
+def load_splits(folder: Path | None = None) -> tuple[list[Sentence], list[Sentence]]:
+    folder = folder or data()
+    return read_conllu(folder / TRAIN_FILE), read_conllu(folder / DEV_FILE)
 
 
 @dataclass(frozen=True)
@@ -149,7 +181,7 @@ def accuracy(net: CharBiLSTMTagger, enc: Encoder, sents: list[Sentence]) -> floa
     return correct / total
 
 
-def train(cfg: TrainConfig = TrainConfig(), model_cfg: dict | None = None, data: Path = DATA) -> dict:
+def train(cfg: TrainConfig = TrainConfig(), model_cfg: dict | None = None, folder: Path | None = None) -> dict:
     """Train from scratch; returns a checkpoint dict (config, vocab, weights of the best dev epoch, history).
 
     Adam with a cosine learning-rate schedule sized to the wall-clock budget (measured on the first batches);
@@ -158,7 +190,7 @@ def train(cfg: TrainConfig = TrainConfig(), model_cfg: dict | None = None, data:
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    train_set, dev_set = load_splits(data)
+    train_set, dev_set = load_splits(folder)
     vocab = build_vocab(train_set, cfg)
     mcfg = TaggerConfig(word_vocab=len(vocab.words), char_vocab=len(vocab.chars), num_tags=len(vocab.tags),
                         **(model_cfg or {}))
@@ -258,7 +290,7 @@ def recipe(retrain: bool = False) -> Trained:
 
 
 def dev_accuracy(tagger: runtime.Tagger, dev: list[Sentence] | None = None) -> tuple[float, list[list[str]]]:
-    dev = dev or read_conllu(DATA / "en_ewt-ud-dev.conllu.xz")
+    dev = dev or read_conllu(data() / DEV_FILE)
     pred = tagger.tag_batch([w for w, _ in dev])
     correct = sum(p == g for (_, gold), tags in zip(dev, pred) for p, g in zip(tags, gold))
     return correct / sum(len(t) for _, t in dev), pred
@@ -277,7 +309,7 @@ def check_fp32_size(m: runtime.Tagger):
 def check_int8(m: runtime.Tagger):
     """int8: size, dev accuracy lost vs fp32, and tag agreement with fp32 on dev."""
     q = runtime.load(m.folder, variant="int8")
-    dev = read_conllu(DATA / "en_ewt-ud-dev.conllu.xz")
+    dev = read_conllu(data() / DEV_FILE)
     acc32, pred32 = dev_accuracy(m, dev)
     acc8, pred8 = dev_accuracy(q, dev)
     n = sum(len(t) for t in pred32)
@@ -290,7 +322,7 @@ def check_int8(m: runtime.Tagger):
 
 POS_EWT = ModelSpec(
     "pos-ewt", "tagger", "UD English EWT", "char-BiLSTM + word embeddings -> 2-layer BiLSTM UPOS tagger",
-    example_length=17, example_batch=3, train=recipe, int8=True,
+    example_length=17, example_batch=3, train=recipe, int8=True, data=DATA, data_files=(TRAIN_FILE, DEV_FILE),
     checks=(Check(f"dev UPOS accuracy >= {MIN_DEV_ACCURACY}", check_dev_accuracy),
             Check("model.onnx <= 8 MB", check_fp32_size),
             Check("int8: <= 3 MB, loses <= 0.3 points of dev accuracy, agrees with fp32 on >= 99.5% of dev tags",

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 import runtime
 from .models import NetConfig, build
-from .spec import Check, DataError, ModelSpec, Trained, checkpoint, training_record
+from .spec import Check, DataError, ModelSpec, Trained, checkpoint, data_dir, training_record
 
 DATA = Path(__file__).parent / "data" / "tinyshakespeare" / "input.txt.xz"
 CHECKPOINT = Path(__file__).parent / "checkpoints" / "char-shakespeare.pt"
@@ -31,10 +31,15 @@ UNK = "<unk>"
 MAX_VAL_LOSS = 1.55
 
 
-def load_text(path: Path = DATA) -> str:
+def load_text(path: Path | None = None) -> str:
+    """The text: the vendored copy, or ``input.txt.xz`` in ``python -m export char-shakespeare --data DIR``."""
+    path = path or data_dir(CHAR_SHAKESPEARE) / DATA.name
     if not path.exists():
-        raise DataError(f"{path}: missing (the vendored tiny-shakespeare text)")
-    text = lzma.decompress(path.read_bytes()).decode("utf-8")
+        raise DataError(f"{path}: missing data file (the tiny-shakespeare text)")
+    try:
+        text = lzma.decompress(path.read_bytes()).decode("utf-8")
+    except (lzma.LZMAError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: unreadable: expected xz-compressed UTF-8 text, got {type(e).__name__}: {e}") from None
     if len(text) < 1000:
         raise DataError(f"{path}: {len(text)} characters; expected the ~1.1 MB tiny-shakespeare text")
     return text
@@ -181,5 +186,5 @@ def check_val_loss(lm: runtime.CharLM):
 
 CHAR_SHAKESPEARE = ModelSpec(
     "char-shakespeare", "char-lm", "tiny-shakespeare", "char LSTM language model, streamed one char per step",
-    example_length=128, example_batch=4, train=recipe,
+    example_length=128, example_batch=4, train=recipe, data=DATA.parent, data_files=(DATA.name,),
     checks=(Check(f"validation loss <= {MAX_VAL_LOSS} nats/char through the runtime", check_val_loss),))

@@ -52,6 +52,35 @@ class ModelSpec:
     train: Callable[[bool], Trained]  # retrain: bool -> Trained; models with a checkpoint load it unless retrain
     checks: tuple[Check, ...] = ()
     int8: bool = False  # also ship model.int8.onnx (ONNX Runtime dynamic quantization)
+    data: Path | None = None  # the folder its data files are read from by default (the vendored copy)
+    data_files: tuple[str, ...] = ()  # the files it reads there; ``python -m export --data DIR`` reads DIR's
+
+
+# Data folders chosen on the command line (``--data``), by model name; recipes and checks read them at run time.
+_data_dirs: dict[str, Path] = {}
+
+
+def use_data_dir(spec: ModelSpec, folder: Path) -> None:
+    """Read ``spec``'s data files from ``folder`` instead of the vendored copy, for the rest of this process."""
+    _data_dirs[spec.name] = folder
+
+
+def data_dir(spec: ModelSpec) -> Path:
+    """The folder ``spec``'s data files are read from."""
+    if spec.data is None:
+        raise DataError(f"{spec.name}: reads no data files")
+    return _data_dirs.get(spec.name, spec.data)
+
+
+def check_data(spec: ModelSpec) -> None:
+    """Fail early, before any training or export, when one of ``spec``'s data files is missing."""
+    if not spec.data_files:
+        return
+    folder = data_dir(spec)
+    missing = [f for f in spec.data_files if not (folder / f).is_file()]
+    if missing:
+        raise DataError(f"{folder / missing[0]}: missing data file (expected {', '.join(spec.data_files)} "
+                        f"in {folder})")
 
 
 def save_checkpoint(ckpt: dict, path: Path) -> None:

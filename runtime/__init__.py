@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .artifact import VARIANTS, ArtifactError, Manifest, read_manifest
+from .artifact import MANIFEST, VARIANTS, ArtifactError, Manifest, read_manifest
 from .charlm import CharLM
 from .model import Model
 from .tagger import Tagger
@@ -38,6 +38,8 @@ def load(path: str | Path, *, variant: str = "fp32", intra_op_threads: int = 1, 
     manifest = read_manifest(folder)
     if VARIANTS[variant] not in manifest.files:
         have = sorted(v for v, f in VARIANTS.items() if f in manifest.files)
-        raise ArtifactError(f"{folder}: no {variant!r} variant in this artifact (it has {have})")
+        raise ArtifactError(f"{folder / MANIFEST}: no {variant!r} variant in this artifact: expected "
+                            f"{VARIANTS[variant]} among the files it records, got {sorted(manifest.files)} "
+                            f"(variants {have})")
     return _CLASSES[manifest.kind](folder, manifest, intra_op_threads=intra_op_threads, spinning=spinning,
                                    onnx_file=VARIANTS[variant])

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .onnxproto import GraphFacts, scan
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ONNX_FILE = "model.onnx"
@@ -150,6 +152,8 @@ def read_manifest(folder: Path | str) -> Manifest:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ArtifactError(f"{path}: no manifest; is {folder} an artifact folder?") from None
+    except UnicodeDecodeError as e:
+        raise ArtifactError(f"{path}: not UTF-8 text: {e}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -178,3 +182,24 @@ def read_verified(folder: Path | str, manifest: Manifest, file_name: str) -> byt
     if got != expected:
         raise ArtifactError(f"{path}: SHA-256 mismatch: expected {expected}, got {got} (file damaged or replaced)")
     return data
+
+
+def read_onnx(folder: Path | str, manifest: Manifest, file_name: str) -> tuple[bytes, GraphFacts]:
+    """Read an ONNX file of the artifact for onnxruntime: its SHA-256 checked against the manifest, its protobuf
+    walked (without the onnx package), and any tensor whose data lives outside the file refused.
+
+    seqedge exports never use ONNX external data; a tensor loaded from another file would escape the SHA-256
+    check and could point anywhere (``../../secret``, an absolute path), so the runtime does not rely on
+    onnxruntime's own path rules (which vary across its versions) and refuses every such tensor itself.
+    """
+    path = Path(folder) / file_name
+    data = read_verified(folder, manifest, file_name)
+    try:
+        facts = scan(data)
+    except ValueError as e:
+        raise ArtifactError(f"{path}: not a valid ONNX protobuf: {e}") from None
+    if facts.external:
+        listed = ", ".join(f"{name!r} -> {location!r}" for name, location in facts.external[:5])
+        raise ArtifactError(f"{path}: refused: {len(facts.external)} tensor(s) with external data ({listed}); "
+                            f"expected every tensor inside the file (seqedge artifacts never use external data)")
+    return data, facts

@@ -7,8 +7,10 @@ A ``Stream`` is one independent text: ``feed(text)``, ``step()``, ``reset()``. `
 many streams together in one batched session.run, their states stacked on the batch axis (as sherpa-onnx does),
 and gives each stream exactly what stepping it alone would.
 
-Thread safety: a loaded ``CharLM`` may be shared by threads (onnxruntime sessions are). A ``Stream`` holds
-mutable state: use each stream from one thread at a time.
+Thread safety: a loaded ``CharLM`` may be shared by threads (onnxruntime sessions are): ``generate``,
+``iter_generate`` and ``loss`` keep their state in locals. A ``Stream`` holds mutable state (recurrent state,
+pending text, its random generator): it is per-thread, use each stream from one thread at a time (and pass
+``step_streams`` streams no other thread is using).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .artifact import BATCH
+from .artifact import BATCH, MANIFEST, ArtifactError
 from .model import Model
 
 CHARS, LOGITS = "chars", "logits"
@@ -37,6 +39,16 @@ class CharLM(Model):
         self.unk_id: int = vocab["unk"]
         self.never_generate: list[int] = list(vocab.get("never_generate", [self.unk_id]))
         specials = {self.unk_id, *self.never_generate} - {None}
+        self._check_vocab("symbols", len(self.symbols), self.embedding_rows(CHARS), "rows in the input embedding")
+        logits = self.output_dim(LOGITS)
+        if logits is not None and not len(self.symbols) - 1 <= logits <= len(self.symbols):
+            # The graph may leave out the unknown symbol (never predicted), no more.
+            self._check_vocab("symbols", len(self.symbols), logits, f"output {LOGITS!r} scores that many")
+        for what in ("bos", "eos", "unk"):
+            i = vocab.get(what)
+            if i is not None and not (isinstance(i, int) and 0 <= i < len(self.symbols)):
+                raise ArtifactError(f"{self.folder / MANIFEST}: vocab {what!r}: expected a symbol id in "
+                                    f"[0, {len(self.symbols)}), got {i!r}")
         self._index = {s: i for i, s in enumerate(self.symbols) if i not in specials}
         self._state_batch_axis = {i: self.io.input(i).axis(BATCH) for i, _ in self.io.state}
 

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 import onnxruntime as ort
 
-from .artifact import BATCH, ONNX_FILE, ArtifactError, Manifest, TensorSpec, read_verified
+from .artifact import BATCH, MANIFEST, ONNX_FILE, ArtifactError, Manifest, TensorSpec, read_onnx
 
 # onnxruntime's type strings for the dtypes our graphs use.
 _ORT_DTYPES = {
@@ -45,6 +45,9 @@ class Model:
 
     Omitted recurrent state inputs (``h_0``, ``c_0``) are zeros, shaped (L, B, H) with B taken from the
     sequence input.
+
+    Thread safety: one loaded model may be used from many threads at once (``run`` keeps no state between
+    calls; onnxruntime sessions are thread-safe).
     """
 
     def __init__(self, folder: Path, manifest: Manifest, *, intra_op_threads: int = 1, spinning: bool = False,
@@ -52,7 +55,8 @@ class Model:
         self.folder = folder
         self.manifest = manifest
         self.io = manifest.io
-        data = read_verified(folder, manifest, onnx_file)
+        self.onnx_path = folder / onnx_file
+        data, graph = read_onnx(folder, manifest, onnx_file)
         try:
             self.session = ort.InferenceSession(data, session_options(intra_op_threads, spinning),
                                                 providers=["CPUExecutionProvider"])
@@ -67,6 +71,26 @@ class Model:
                 f"{folder / onnx_file}: graph IO disagrees with the manifest: expected inputs {expected_in} "
                 f"and outputs {expected_out}, got {sorted(self._declared)} and {declared_out}")
         self.output_names = expected_out
+        # Integer inputs that index an embedding table: ids must lie in [0, rows) (the graph's Gather would
+        # fail on larger ids and silently wrap negative ones).
+        self._id_limits = {name: min(rows) for name in self._declared
+                           if self._declared[name].type == "tensor(int64)" and (rows := graph.gathered_rows(name))}
+
+    def _check_vocab(self, what: str, size: int, graph_size: int | None, graph_what: str) -> None:
+        """Raise ArtifactError when the manifest's vocabulary ``what`` has ``size`` entries but the graph has
+        ``graph_size`` (None: the graph does not say, nothing to check)."""
+        if graph_size is not None and graph_size != size:
+            raise ArtifactError(f"{self.folder / MANIFEST}: vocabulary {what!r} has {size} entries but "
+                                f"{self.onnx_path.name} has {graph_size} ({graph_what}); expected them to agree")
+
+    def output_dim(self, name: str, axis: int = -1) -> int | None:
+        """The graph's fixed size of an output axis (None when symbolic)."""
+        shape = next(o.shape for o in self.session.get_outputs() if o.name == name)
+        return shape[axis] if isinstance(shape[axis], int) else None
+
+    def embedding_rows(self, name: str) -> int | None:
+        """Rows of the embedding table input ``name`` indexes in the graph (None when none is found)."""
+        return self._id_limits.get(name)
 
     @property
     def name(self) -> str:
@@ -94,6 +118,14 @@ class Model:
             if isinstance(want_dim, int) and want_dim != got_dim:
                 raise ValueError(f"{self.name}: input {name!r}: expected shape {_fmt(decl.shape)}, got {arr.shape} "
                                  f"(axis {axis} must be {want_dim})")
+        if want.kind == "f" and arr.size and not np.isfinite(arr).all():
+            bad = np.argwhere(~np.isfinite(arr))[0]
+            raise ValueError(f"{self.name}: input {name!r}: expected finite values, got {arr[tuple(bad)]} at index "
+                             f"{tuple(int(i) for i in bad)} ({int((~np.isfinite(arr)).sum())} NaN/Inf in all)")
+        limit = self._id_limits.get(name)
+        if limit is not None and arr.size and (arr.min() < 0 or arr.max() >= limit):
+            raise ValueError(f"{self.name}: input {name!r}: expected ids in [0, {limit}) (rows of the graph's "
+                             f"embedding table), got values from {arr.min()} to {arr.max()}")
         return np.ascontiguousarray(arr)
 
     def _check_feed(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:

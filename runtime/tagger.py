@@ -24,16 +24,31 @@ from .model import Model
 
 WORDS, LENGTHS, SPELLING, SCORES = "words", "lengths", "spelling", "scores"
 BATCH_SENTENCES = 64  # sentences per session.run in tag_batch: enough to amortise the call, small enough for RAM
+# Most padded words (T x B) in one session.run, and so the longest sentence: bounds memory (pos-ewt peaks at
+# about 13 KB per word: 8,192 words ~ 0.1 GB). ``Tagger.max_words_per_run`` changes it per tagger.
+MAX_WORDS_PER_RUN = 8192
 
 
 class Tagger(Model):
-    """``tag(words)`` and ``tag_batch(sentences)``. Unknown words map to the artifact's unknown word."""
+    """``tag(words)`` and ``tag_batch(sentences)``. Unknown words map to the artifact's unknown word.
+
+    Words are any ``str`` (empty, Unicode, control characters: unknown ones map to the unknown word and
+    character); an empty sentence gets no tags. A sentence longer than ``max_words_per_run`` is refused with
+    ValueError (raise the attribute to allow it: memory grows with the words in one session.run).
+    """
+
+    max_words_per_run: int = MAX_WORDS_PER_RUN
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         vocab = self.manifest.vocab
         self.tags: list[str] = list(vocab["tags"])
         self.words: list[str] = list(vocab["words"])
+        self._check_vocab("tags", len(self.tags), self.output_dim(SCORES), f"output {SCORES!r} scores that many")
+        self._check_vocab("words", len(self.words), self.embedding_rows(WORDS), "rows in the word embedding")
+        for name in sorted(n for n in self._declared if n.startswith("chars")):  # chars, or chars_1, chars_2...
+            self._check_vocab("chars", len(vocab.get("chars", ())), self.embedding_rows(name),
+                              f"rows in the char embedding {name!r} indexes")
         self._index = {w: i for i, w in enumerate(self.words)}
         self.unk_id = self._index[vocab["unk"]]
         self.pad_id = self._index[vocab.get("pad", vocab["unk"])]
@@ -101,13 +116,21 @@ class Tagger(Model):
         """
         if isinstance(sentences, (str, bytes)) or not isinstance(sentences, Sequence):
             raise TypeError(f"{self.name}: sentences: expected a list of lists of str, got {type(sentences).__name__}")
-        for s in sentences:  # every sentence is checked before any work
-            _check_sentence(s)
+        for i, s in enumerate(sentences):  # every sentence is checked before any work
+            _check_sentence(s, where=f"sentence {i}")
+            if len(s) > self.max_words_per_run:
+                raise ValueError(f"{self.name}: sentence {i}: expected at most {self.max_words_per_run} words "
+                                 f"(max_words_per_run, which bounds memory), got {len(s)}; split the text into "
+                                 f"sentences, or raise tagger.max_words_per_run")
         sizes = [len(s) for s in sentences]
         order = sorted((i for i in range(len(sizes)) if sizes[i]), key=lambda i: sizes[i], reverse=True)
         results: list[np.ndarray] = [np.zeros((0, len(self.tags)), np.float32)] * len(sizes)
-        for start in range(0, len(order), BATCH_SENTENCES):
-            chunk = order[start:start + BATCH_SENTENCES]
+        chunks, start = [], 0  # longest first: a chunk's first sentence sets its padded length T
+        while start < len(order):
+            size = max(1, min(BATCH_SENTENCES, self.max_words_per_run // sizes[order[start]]))
+            chunks.append(order[start:start + size])
+            start += size
+        for chunk in chunks:
             out = self._run(self.inputs([sentences[i] for i in chunk]))  # built here: valid by construction
             scores = self.time_major(SCORES, out[SCORES])  # (T, B, V)
             for b, i in enumerate(chunk):
@@ -170,10 +193,10 @@ def word_chars(word: str, max_chars: int) -> str:
 _DIGITS = re.compile(r"\d")
 
 
-def _check_sentence(words: Sequence[str]) -> None:
+def _check_sentence(words: Sequence[str], where: str = "a sentence") -> None:
     if isinstance(words, (str, bytes)) or not isinstance(words, Sequence):
-        raise TypeError(f"a sentence: expected a list of str, got {type(words).__name__}"
+        raise TypeError(f"{where}: expected a list of str, got {type(words).__name__}"
                         + (" (split it into words first)" if isinstance(words, str) else ""))
     for i, w in enumerate(words):
         if not isinstance(w, str):
-            raise TypeError(f"a sentence: word {i}: expected str, got {type(w).__name__}")
+            raise TypeError(f"{where}: word {i}: expected str, got {type(w).__name__} {w!r:.40}")
