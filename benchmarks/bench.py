@@ -41,6 +41,21 @@ def stats(samples: list[float]) -> dict:
     return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "n": len(samples)}
 
 
+def side_by_side(fns: dict, repeats: int, warmup: int = 3) -> dict:
+    """Time several functions in the same rounds: each round runs every function once, in an order rotated
+    round to round, so a slow spell of a noisy machine lands on all of them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    names, samples = list(fns), {k: [] for k in fns}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t = time.perf_counter()
+            fns[name]()
+            samples[name].append(time.perf_counter() - t)
+    return {k: stats(v) for k, v in samples.items()}
+
+
 def timed(fn, repeats: int, warmup: int = 3) -> dict:
     for _ in range(warmup):
         fn()
@@ -104,21 +119,20 @@ def cold_start(repeats: int) -> dict:
 
     The torch paths also import the runtime to encode the sentence identically; that cost is the same small
     addition on both torch paths and is part of what the runtime path pays anyway."""
-    out = {}
-    for name, code in COLD.items():
-        walls, rss = [], []
-        for i in range(repeats + 1):
+    names = list(COLD)
+    walls, rss = {k: [] for k in names}, {k: [] for k in names}
+    for r in range(repeats + 1):  # in rounds, order rotated, as side_by_side
+        for name in names[r % len(names):] + names[:r % len(names)]:
             t = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code + PEAK_RSS], cwd=ROOT,
+            proc = subprocess.run([sys.executable, "-W", "ignore", "-c", COLD[name] + PEAK_RSS], cwd=ROOT,
                                   capture_output=True, text=True)
             wall = time.perf_counter() - t
             if proc.returncode != 0:
                 raise RuntimeError(f"cold start {name}: exit {proc.returncode}: {proc.stderr[-2000:]}")
-            if i:  # the first run warms the OS file cache
-                walls.append(wall)
-                rss.append(int(proc.stdout.split("peak_rss_kib")[-1]) / 1024)  # KiB -> MiB
-        out[name] = {"wall_s": stats(walls), "peak_rss_mib": stats(rss)}
-    return out
+            if r:  # the first round warms the OS file cache
+                walls[name].append(wall)
+                rss[name].append(int(proc.stdout.split("peak_rss_kib")[-1]) / 1024)  # KiB -> MiB
+    return {k: {"wall_s": stats(walls[k]), "peak_rss_mib": stats(rss[k])} for k in names}
 
 
 # ---- 2-5. in-process figures -------------------------------------------------------------------------------
@@ -140,14 +154,14 @@ def latency(repeats: int) -> dict:
     torch, runtime, tagger, bk = load_backends()
     feed = tagger.inputs([SENTENCE])
     names = tagger.output_names
-    out = {
-        "Tagger.tag": timed(lambda: tagger.tag(SENTENCE), repeats),
-        "bare session.run": timed(lambda: tagger.session.run(names, feed), repeats),
-        "torch eager": timed(lambda: bk.by_name["eager"](feed), repeats),
-        "TorchScript": timed(lambda: bk.by_name["torchscript"](feed), repeats),
-    }
     q = runtime.load(POS, variant="int8")
-    out["Tagger.tag (int8)"] = timed(lambda: q.tag(SENTENCE), repeats)
+    out = side_by_side({
+        "Tagger.tag": lambda: tagger.tag(SENTENCE),
+        "bare session.run": lambda: tagger.session.run(names, feed),
+        "torch eager": lambda: bk.by_name["eager"](feed),
+        "TorchScript": lambda: bk.by_name["torchscript"](feed),
+        "Tagger.tag (int8)": lambda: q.tag(SENTENCE),
+    }, repeats)
     return {k: {s: v * 1e6 if s != "n" else v for s, v in d.items()} for k, d in out.items()}  # microseconds
 
 
@@ -199,12 +213,12 @@ def throughput(repeats: int, limit: int | None) -> dict:
              for s in range(0, len(order), BATCH_SENTENCES)]
     eager = bk.by_name["eager"]
     q = runtime.load(POS, variant="int8")
-    res = {
-        "tag_batch": timed(lambda: tagger.tag_batch(sents), repeats, warmup=1),
-        "tag_batch (int8)": timed(lambda: q.tag_batch(sents), repeats, warmup=1),
-        "bare session.run": timed(lambda: [tagger.session.run(["scores"], f) for f in feeds], repeats, warmup=1),
-        "torch eager": timed(lambda: [eager(f) for f in feeds], repeats, warmup=1),
-    }
+    res = side_by_side({
+        "tag_batch": lambda: tagger.tag_batch(sents),
+        "tag_batch (int8)": lambda: q.tag_batch(sents),
+        "bare session.run": lambda: [tagger.session.run(["scores"], f) for f in feeds],
+        "torch eager": lambda: [eager(f) for f in feeds],
+    }, repeats, warmup=1)
     cfg = tagger.manifest.config
     chars = sum(len(word_chars(w, cfg["max_word_chars"])) for s in sents for w in s)
     fpt = flops_per_token(cfg, chars / tokens)
@@ -252,12 +266,12 @@ def streaming(n_chars: int, repeats: int) -> dict:
             state, x = {"h_0": h, "c_0": c}, logits[-1:].argmax(-1)
 
     bk = backends_for(LM)  # eager torch rebuilt from the config, TorchScript from model.pt
-    res = {
-        "runtime generate": timed(lambda: lm.generate("", max_chars=n_chars), repeats, warmup=1),
-        "bare session.run loop": timed(bare_loop, repeats, warmup=1),
-        "torch eager": timed(torch_loop(bk.modules["eager"]), repeats, warmup=1),
-        "TorchScript": timed(torch_loop(bk.modules["torchscript"]), repeats, warmup=1),
-    }
+    res = side_by_side({
+        "runtime generate": lambda: lm.generate("", max_chars=n_chars),
+        "bare session.run loop": bare_loop,
+        "torch eager": torch_loop(bk.modules["eager"]),
+        "TorchScript": torch_loop(bk.modules["torchscript"]),
+    }, repeats, warmup=1)
     return {k: {s: v / n_chars * 1e6 if s != "n" else v for s, v in d.items()} for k, d in res.items()}
 
 

@@ -53,6 +53,7 @@ class Tagger(Model):
         self.unk_id = self._index[vocab["unk"]]
         self.pad_id = self._index[vocab.get("pad", vocab["unk"])]
         self._normalize = vocab.get("normalize", False)
+        self._word_id = lru_cache(maxsize=65536)(self._word_id_uncached)
         self._inputs = {t.name for t in self.io.inputs}
         self._spelled = SPELLING in self._inputs
         if self._spelled:
@@ -65,9 +66,10 @@ class Tagger(Model):
     def encode(self, words: Sequence[str]) -> np.ndarray:
         """Word ids (T,) int64; words not in the vocabulary get the unknown word's id."""
         _check_sentence(words)
-        if self._normalize:
-            words = [normalize_word(w) for w in words]
-        return np.fromiter((self._index.get(w, self.unk_id) for w in words), dtype=np.int64, count=len(words))
+        return np.fromiter(map(self._word_id, words), dtype=np.int64, count=len(words))
+
+    def _word_id_uncached(self, word: str) -> int:
+        return self._index.get(normalize_word(word) if self._normalize else word, self.unk_id)
 
     def _char_ids_uncached(self, word: str) -> tuple[int, ...]:
         return tuple(self._char_index.get(ch, self._char_unk) for ch in word_chars(word, self._max_chars))
@@ -158,23 +160,19 @@ def spell(spellings: Sequence[Sequence[tuple[int, ...]]], buckets: Sequence[int]
     short words from paying for long ones. Returns ``spelling`` (T, B), each word's row in the buckets stacked
     in order (0 in padding slots), and ``chars_k`` (N_k, C_k), 0-padded; an empty bucket is one row of padding.
     """
-    groups: list[dict[tuple[int, ...], None]] = [{} for _ in range(len(buckets) + 1)]
-    for sentence in spellings:
-        for word in sentence:
-            groups[bisect_left(buckets, len(word))].setdefault(word)
+    groups: list[list[tuple[int, ...]]] = [[] for _ in range(len(buckets) + 1)]
+    for word in dict.fromkeys(chain.from_iterable(spellings)):  # distinct, in order of first appearance
+        groups[bisect_left(buckets, len(word))].append(word)
     feed, row, offset = {}, {}, 0
     for k, group in enumerate(groups, 1):
-        lens = np.fromiter(map(len, group), dtype=np.int64, count=len(group))
-        chars = np.zeros((max(len(group), 1), max(lens.max(initial=0), 1)), dtype=np.int64)  # (N_k, C_k)
-        filled = np.arange(chars.shape[1]) < lens[:, None]  # (len(group), C_k)
-        chars[: len(group)][filled] = np.fromiter(chain.from_iterable(group), dtype=np.int64, count=int(lens.sum()))
+        width = max(map(len, group), default=0) or 1
+        rows = [w + (0,) * (width - len(w)) for w in group] or [(0,)]
+        feed[char_input(k)] = np.array(rows, dtype=np.int64)  # (N_k, C_k)
         row.update(zip(group, range(offset, offset + len(group))))
-        offset += chars.shape[0]
-        feed[char_input(k)] = chars
-    index = np.zeros((max(map(len, spellings)), len(spellings)), dtype=np.int64)  # (T, B)
-    for b, sentence in enumerate(spellings):
-        index[: len(sentence), b] = [row[w] for w in sentence]
-    return {SPELLING: index, **feed}
+        offset += len(rows)
+    t = max(map(len, spellings))
+    index = [[row[w] for w in s] + [0] * (t - len(s)) for s in spellings]  # (B, T)
+    return {SPELLING: np.array(index, dtype=np.int64).T.copy(), **feed}  # (T, B)
 
 
 def normalize_word(word: str) -> str:
