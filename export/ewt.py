@@ -230,7 +230,7 @@ def train(cfg: TrainConfig = TrainConfig(), model_cfg: dict | None = None, folde
                     a.mul_(decay).add_(p, alpha=1 - decay)
             step += 1
             n_batches += 1
-            seen += int(lengths.sum())
+            seen += int(inputs["lengths"].sum())
             loss_sum += loss.item()
             bar.set_postfix(loss=f"{loss.item():.3f}", dev=f"{best:.4f}", tok_s=f"{seen / (time.perf_counter() - t0):.0f}",
                             refresh=False)

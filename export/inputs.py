@@ -36,7 +36,8 @@ def make_feed(io: IOSpec, cfg: NetConfig | TaggerConfig, length: int, batch: int
 def _tagger_feed(cfg: TaggerConfig, length: int, batch: int, rng: np.random.Generator) -> Feed:
     lengths = rng.integers(1, length + 1, size=batch)
     lengths[0] = length
-    vocab = [tuple(rng.integers(1, cfg.char_vocab, size=n)) for n in rng.integers(0, cfg.max_word_chars + 1, 2 * length)]
+    sizes = rng.integers(0, cfg.max_word_chars + 1, 2 * length)  # a pool of spellings, drawn with repeats
+    vocab = [tuple(rng.integers(1, cfg.char_vocab, size=n)) for n in sizes]
     spellings = [[vocab[i] for i in rng.integers(0, len(vocab), size=n)] for n in lengths]
     words = np.zeros((length, batch), dtype=np.int64)  # (T, B), 0 = padding
     for b, n in enumerate(lengths):

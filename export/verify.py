@@ -67,7 +67,8 @@ class Diff:
 
     def __str__(self) -> str:
         return (f"{self.model}: {self.check}, {self.case}, output {self.output!r}: max abs diff {self.max_abs:.3g}, "
-                f"max rel diff {self.max_rel:.3g} ({'ok' if self.ok else 'FAIL'}; {TOLERANCE}, atol {ATOL}, rtol {RTOL})")
+                f"max rel diff {self.max_rel:.3g} ({'ok' if self.ok else 'FAIL'}; {TOLERANCE}, "
+                f"atol {ATOL}, rtol {RTOL})")
 
 
 def cases(example_length: int, stateful: bool = True) -> list[Case]:

@@ -128,3 +128,26 @@ def test_bad_training_data_fails_early_with_one_clear_error(tmp_path):
     empty.write_text("", encoding="utf-8")
     with pytest.raises(DataError, match="no sentences"):
         read_conllu(empty)
+
+
+def test_training_recipe_runs_end_to_end_on_a_small_corpus(tmp_path):
+    """The training loop (batches from runtime.tagger.spell, word dropout, EMA, dev evaluation) on 120
+    sentences with a tiny network: one epoch, a checkpoint that loads and tags."""
+    import torch
+
+    from export.ewt import DEV_FILE, TRAIN_FILE, TrainConfig, train
+    from export.models import CharBiLSTMTagger, TaggerConfig
+
+    blocks = lzma.decompress((DATA / DEV_FILE).read_bytes()).decode("utf-8").split("\n\n")
+    (tmp_path / TRAIN_FILE).write_bytes(lzma.compress(("\n\n".join(blocks[:100]) + "\n\n").encode("utf-8")))
+    (tmp_path / DEV_FILE).write_bytes(lzma.compress(("\n\n".join(blocks[100:120]) + "\n\n").encode("utf-8")))
+    threads = torch.get_num_threads()
+    try:
+        ckpt = train(TrainConfig(epochs=1, threads=1), {"word_dim": 8, "char_dim": 8, "char_hidden": 8, "hidden": 8,
+                                                        "num_layers": 2}, tmp_path)
+    finally:
+        torch.set_num_threads(threads)  # train() sets it for the whole process
+    assert len(ckpt["training"]["history"]) == 1 and 0 <= ckpt["training"]["best_dev_accuracy"] <= 1
+    net = CharBiLSTMTagger(TaggerConfig(**ckpt["config"]))
+    net.load_state_dict(ckpt["state_dict"])
+    assert all(torch.isfinite(p).all() for p in net.parameters())
