@@ -158,7 +158,7 @@ def declared_shapes(model: onnx.ModelProto) -> dict[str, list[int | str]]:
             for v in list(model.graph.input) + list(model.graph.output)}
 
 
-def check_onnx(path: Path, io: IOSpec) -> dict[str, list[int | str]]:
+def check_onnx(path: Path, io: IOSpec) -> None:
     """Full onnx.checker and strict shape inference, then every declared IO shape must equal the IO spec:
     a symbolic axis pinned to a number (or a fixed one made symbolic) fails the export."""
     model = onnx.load(str(path))
@@ -172,7 +172,6 @@ def check_onnx(path: Path, io: IOSpec) -> dict[str, list[int | str]]:
         if got.get(spec.name) != list(spec.shape):
             raise ExportError(f"{path}: {spec.name!r} declared as {got.get(spec.name)}, expected {list(spec.shape)} "
                               f"(a pinned axis makes the graph fail at other lengths/batches)")
-    return got
 
 
 def add_metadata(path: Path, manifest: Manifest) -> None:

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .artifact import BATCH, MANIFEST, ArtifactError
+from .artifact import MANIFEST, ArtifactError
 from .model import Model
 
 CHARS, LOGITS = "chars", "logits"
@@ -50,7 +50,6 @@ class CharLM(Model):
                 raise ArtifactError(f"{self.folder / MANIFEST}: vocab {what!r}: expected a symbol id in "
                                     f"[0, {len(self.symbols)}), got {i!r}")
         self._index = {s: i for i, s in enumerate(self.symbols) if i not in specials}
-        self._state_batch_axis = {i: self.io.input(i).axis(BATCH) for i, _ in self.io.state}
 
     def encode(self, text: str) -> np.ndarray:
         if not isinstance(text, str):
@@ -107,12 +106,12 @@ class CharLM(Model):
                 logits, live[0].state = self._advance(ids, live[0].state)
                 live[0].logits = logits[0]
             else:
-                stacked = {k: np.concatenate([s.state[k] for s in live], axis=self._state_batch_axis[k])
+                stacked = {k: np.concatenate([s.state[k] for s in live], axis=self.batch_axis[k])
                            for k in live[0].state}
                 logits, state = self._advance(ids, stacked)  # one session.run for every stream
                 for j, s in enumerate(live):
                     s.logits = logits[j]
-                    s.state = {k: np.take(v, [j], axis=self._state_batch_axis[k]) for k, v in state.items()}
+                    s.state = {k: np.take(v, [j], axis=self.batch_axis[k]) for k, v in state.items()}
         return [self.symbols[picks[b]] if b in picks else "" for b in range(len(streams))]
 
     def iter_generate(self, prompt: str = "", max_chars: int = 256, temperature: float = 0.0,

@@ -71,6 +71,8 @@ class Model:
                 f"{folder / onnx_file}: graph IO disagrees with the manifest: expected inputs {expected_in} "
                 f"and outputs {expected_out}, got {sorted(self._declared)} and {declared_out}")
         self.output_names = expected_out
+        # Where each IO tensor has its batch axis (None: it has none); read on every call of the hot paths.
+        self.batch_axis = {t.name: t.axis(BATCH) for t in self.io.inputs + self.io.outputs}
         # Integer inputs that index an embedding table: ids must lie in [0, rows) (the graph's Gather would
         # fail on larger ids and silently wrap negative ones).
         self._id_limits = {name: min(rows) for name in self._declared
@@ -158,17 +160,16 @@ class Model:
         return feed
 
     def batch_size(self, feed: Mapping[str, np.ndarray]) -> int:
-        spec = self.io.data_inputs[0]
-        axis = spec.axis(BATCH)
-        return 1 if axis is None else int(feed[spec.name].shape[axis])
+        name = self.io.data_inputs[0].name
+        axis = self.batch_axis[name]
+        return 1 if axis is None else int(feed[name].shape[axis])
 
     def time_major(self, name: str, array: np.ndarray) -> np.ndarray:
         """Swap ``array`` between the artifact's layout of IO tensor ``name`` and time-major (T, B, ...).
 
         The swap is its own inverse, so the same call converts in either direction.
         """
-        spec = next(t for t in self.io.inputs + self.io.outputs if t.name == name)
-        return np.swapaxes(array, 0, 1) if spec.axis(BATCH) == 0 else array
+        return np.swapaxes(array, 0, 1) if self.batch_axis[name] == 0 else array
 
     def zero_state(self, state_input: str, batch: int) -> np.ndarray:
         spec: TensorSpec = self.io.input(state_input)

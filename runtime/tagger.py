@@ -54,8 +54,7 @@ class Tagger(Model):
         self.pad_id = self._index[vocab.get("pad", vocab["unk"])]
         self._normalize = vocab.get("normalize", False)
         self._word_id = lru_cache(maxsize=65536)(self._word_id_uncached)
-        self._inputs = {t.name for t in self.io.inputs}
-        self._spelled = SPELLING in self._inputs
+        self._spelled = SPELLING in self._declared
         if self._spelled:
             self._char_buckets = tuple(int(b) for b in self.manifest.config["char_buckets"])
             self._char_index = {c: i for i, c in enumerate(vocab["chars"])}
@@ -85,7 +84,7 @@ class Tagger(Model):
         for b, e in enumerate(encoded):
             ids[: len(e), b] = e
         feed = {WORDS: np.ascontiguousarray(self.time_major(WORDS, ids))}
-        if LENGTHS in self._inputs:
+        if LENGTHS in self._declared:
             feed[LENGTHS] = np.asarray(lengths, dtype=np.int64)
         if self._spelled:
             feed.update(spell([[self._char_ids(w) for w in s] for s in sentences], self._char_buckets))

@@ -16,6 +16,16 @@ def run_cli(*args: str, input: str | None = None, timeout: float = 300) -> subpr
                           timeout=timeout)
 
 
+def loaded(name: str):
+    """A module-scoped fixture: artifact ``name`` loaded through the runtime, as a user loads it."""
+    import runtime
+
+    @pytest.fixture(scope="module")
+    def fixture():
+        return runtime.load(ARTIFACTS / name)
+    return fixture
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     return ARTIFACTS

@@ -13,14 +13,12 @@ import runtime
 from export.shakespeare import DATA, MAX_VAL_LOSS
 from export.verify import ATOL, RTOL, backends_for
 
-from .conftest import ARTIFACTS, ROOT, run_cli
+from .conftest import ARTIFACTS, ROOT, loaded, run_cli
 
 LM = ARTIFACTS / "char-shakespeare"
 
 
-@pytest.fixture(scope="module")
-def lm():
-    return runtime.load(LM)
+lm = loaded("char-shakespeare")
 
 
 def eager_greedy(prompt: str, n: int, lm: runtime.CharLM) -> str:

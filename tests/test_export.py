@@ -9,6 +9,7 @@ import onnx
 import pytest
 
 import runtime
+from export.convert import declared_shapes
 from export.registry import REGISTRY
 from runtime.artifact import ONNX_FILE, TORCHSCRIPT_FILE, read_manifest, sha256_bytes
 
@@ -24,8 +25,7 @@ def test_artifact_holds_checked_graph_with_symbolic_axes_and_metadata(name):
     model = onnx.load(str(folder / ONNX_FILE))
     onnx.checker.check_model(model, full_check=True)
     onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-    declared = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
-                for v in list(model.graph.input) + list(model.graph.output)}
+    declared = declared_shapes(model)
     for spec in m.io.inputs + m.io.outputs:
         assert declared[spec.name] == list(spec.shape), f"{name}: {spec.name}"
         if spec.name.startswith("chars_"):  # pos-ewt's spellings: (spellings_k, chars_per_word_k), both symbolic

@@ -14,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 
 import runtime
 
-from .conftest import ARTIFACTS
+from .conftest import ARTIFACTS, loaded
 
 FEW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -25,24 +25,7 @@ words = st.one_of(st.text(max_size=30), st.sampled_from(
 sentences = st.lists(words, max_size=25)
 
 
-@pytest.fixture(scope="module")
-def ewt():
-    return runtime.load(ARTIFACTS / "pos-ewt")
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return runtime.load(ARTIFACTS / "pos-tutorial")
-
-
-@pytest.fixture(scope="module")
-def lstm():
-    return runtime.load(ARTIFACTS / "lstm-2layer")
-
-
-@pytest.fixture(scope="module")
-def lm():
-    return runtime.load(ARTIFACTS / "char-hello")
+ewt, toy, lstm, lm = (loaded(n) for n in ("pos-ewt", "pos-tutorial", "lstm-2layer", "char-hello"))
 
 
 # ---- taggers ------------------------------------------------------------------------------------------------

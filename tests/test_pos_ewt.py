@@ -13,14 +13,12 @@ from export.ewt import DATA, MIN_DEV_ACCURACY, read_conllu
 from export.spec import DataError
 from export.verify import ATOL, RTOL, backends_for
 
-from .conftest import ARTIFACTS, run_cli
+from .conftest import ARTIFACTS, loaded, run_cli
 
 POS_EWT = ARTIFACTS / "pos-ewt"
 
 
-@pytest.fixture(scope="module")
-def tagger():
-    return runtime.load(POS_EWT)
+tagger = loaded("pos-ewt")
 
 
 @pytest.fixture(scope="module")

@@ -8,22 +8,10 @@ import pytest
 import runtime
 from runtime.artifact import ArtifactError
 
-from .conftest import ARTIFACTS
+from .conftest import ARTIFACTS, loaded
 
 
-@pytest.fixture(scope="module")
-def lstm():
-    return runtime.load(ARTIFACTS / "lstm-tutorial")
-
-
-@pytest.fixture(scope="module")
-def tagger():
-    return runtime.load(ARTIFACTS / "pos-tutorial")
-
-
-@pytest.fixture(scope="module")
-def lm():
-    return runtime.load(ARTIFACTS / "char-hello")
+lstm, tagger, lm = (loaded(n) for n in ("lstm-tutorial", "pos-tutorial", "char-hello"))
 
 
 def x(t=4, b=2):
