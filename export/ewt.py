@@ -11,6 +11,7 @@ import io
 import lzma
 import math
 import random
+import weakref
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -289,11 +290,18 @@ def recipe(retrain: bool = False) -> Trained:
                    extra_files={"training_curve.png": curve_png(ckpt["training"]["history"])})
 
 
-def dev_accuracy(tagger: runtime.Tagger, dev: list[Sentence] | None = None) -> tuple[float, list[list[str]]]:
-    dev = dev or read_conllu(data() / DEV_FILE)
-    pred = tagger.tag_batch([w for w, _ in dev])
-    correct = sum(p == g for (_, gold), tags in zip(dev, pred) for p, g in zip(tags, gold))
-    return correct / sum(len(t) for _, t in dev), pred
+# Export runs its checks on one loaded tagger; two of them need its dev tags (fp32 accuracy, int8 agreement).
+_DEV_TAGS: "weakref.WeakKeyDictionary[runtime.Tagger, tuple[float, list[list[str]]]]" = weakref.WeakKeyDictionary()
+
+
+def dev_accuracy(tagger: runtime.Tagger) -> tuple[float, list[list[str]]]:
+    """UPOS accuracy of ``tagger`` on dev and its tags; computed once per loaded tagger."""
+    if tagger not in _DEV_TAGS:
+        dev = read_conllu(data() / DEV_FILE)
+        pred = tagger.tag_batch([w for w, _ in dev])
+        correct = sum(p == g for (_, gold), tags in zip(dev, pred) for p, g in zip(tags, gold))
+        _DEV_TAGS[tagger] = correct / sum(len(t) for _, t in dev), pred
+    return _DEV_TAGS[tagger]
 
 
 def check_dev_accuracy(m: runtime.Tagger):
@@ -308,10 +316,8 @@ def check_fp32_size(m: runtime.Tagger):
 
 def check_int8(m: runtime.Tagger):
     """int8: size, dev accuracy lost vs fp32, and tag agreement with fp32 on dev."""
-    q = runtime.load(m.folder, variant="int8")
-    dev = read_conllu(data() / DEV_FILE)
-    acc32, pred32 = dev_accuracy(m, dev)
-    acc8, pred8 = dev_accuracy(q, dev)
+    acc32, pred32 = dev_accuracy(m)
+    acc8, pred8 = dev_accuracy(runtime.load(m.folder, variant="int8"))
     n = sum(len(t) for t in pred32)
     agree = sum(a == b for s32, s8 in zip(pred32, pred8) for a, b in zip(s32, s8)) / n
     size = (m.folder / INT8_FILE).stat().st_size

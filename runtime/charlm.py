@@ -15,7 +15,7 @@ pending text, its random generator): it is per-thread, use each stream from one 
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -103,15 +103,15 @@ class CharLM(Model):
             live = [streams[b] for b in picks]
             ids = np.array([list(picks.values())], dtype=np.int64)  # (T=1, B)
             if len(live) == 1:  # one stream (generate): its state as is, no stacking and splitting
-                logits, live[0].state = self._advance(ids, live[0].state)
+                logits, live[0]._state = self._advance(ids, live[0]._state)
                 live[0].logits = logits[0]
             else:
-                stacked = {k: np.concatenate([s.state[k] for s in live], axis=self.batch_axis[k])
-                           for k in live[0].state}
+                stacked = {k: np.concatenate([s._state[k] for s in live], axis=self.batch_axis[k])
+                           for k in live[0]._state}
                 logits, state = self._advance(ids, stacked)  # one session.run for every stream
                 for j, s in enumerate(live):
                     s.logits = logits[j]
-                    s.state = {k: np.take(v, [j], axis=self.batch_axis[k]) for k, v in state.items()}
+                    s._state = {k: np.take(v, [j], axis=self.batch_axis[k]) for k, v in state.items()}
         return [self.symbols[picks[b]] if b in picks else "" for b in range(len(streams))]
 
     def iter_generate(self, prompt: str = "", max_chars: int = 256, temperature: float = 0.0,
@@ -150,11 +150,34 @@ class Stream:
 
     def reset(self) -> None:
         """Back to the start: zero state, the start symbol pending, the random generator re-seeded."""
-        self.state = {i: self.lm.zero_state(i, 1) for i, _ in self.lm.io.state}
+        self._state = {i: self.lm.zero_state(i, 1) for i, _ in self.lm.io.state}
         self.logits: np.ndarray | None = None
         self._pending: list[np.ndarray] = [np.array([self.lm.bos_id], dtype=np.int64)]
         self.ended = False
         self.rng = np.random.default_rng(self._seed)
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """The recurrent state carried between runs: {state input name (``h_0``, ``c_0``): array with batch 1}.
+        It may be saved and assigned back (or copied from another stream of the same model); an assigned state
+        is checked here, so a wrong one is refused with a ValueError/TypeError rather than deep inside a run."""
+        return self._state
+
+    @state.setter
+    def state(self, value: Mapping[str, np.ndarray]) -> None:
+        names = sorted(i for i, _ in self.lm.io.state)
+        if not isinstance(value, Mapping) or sorted(value) != names:
+            got = sorted(value) if isinstance(value, Mapping) else type(value).__name__
+            raise TypeError(f"{self.lm.name}: stream state: expected a mapping with keys {names}, got {got}")
+        state = {}
+        for name in names:
+            arr = self.lm._check(name, value[name])  # dtype, rank, fixed axes, finite values
+            want = self.lm.zero_state(name, 1).shape
+            if arr.shape != want:
+                raise ValueError(f"{self.lm.name}: stream state {name!r}: expected shape {want} (one stream), "
+                                 f"got {arr.shape}")
+            state[name] = arr
+        self._state = state
 
     def feed(self, text: str) -> None:
         """Read ``text`` (any length); nothing is generated."""
@@ -169,7 +192,7 @@ class Stream:
         ids = np.concatenate(self._pending) if self._pending else np.zeros(0, np.int64)
         self._pending = []
         for start in range(0, len(ids), FEED_CHUNK):
-            logits, self.state = self.lm._advance(ids[start:start + FEED_CHUNK, None], self.state)  # (T, 1)
+            logits, self._state = self.lm._advance(ids[start:start + FEED_CHUNK, None], self._state)  # (T, 1)
             self.logits = logits[0]  # (1, V) -> (V,)
 
     def _pick(self) -> int:

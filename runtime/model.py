@@ -184,7 +184,13 @@ class Model:
     def _run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run a complete feed as is. For feeds the runtime built itself (every input present, right dtypes and
         shapes by construction): the checks of ``run`` cost ~50 µs, a quarter of a generated character's step."""
-        return dict(zip(self.output_names, self.session.run(self.output_names, feed)))
+        try:
+            outputs = self.session.run(self.output_names, feed)
+        except Exception as e:  # onnxruntime's own error types; the checks above should leave none to reach here
+            got = ", ".join(f"{k} {np.asarray(v).dtype} {np.shape(v)}" for k, v in feed.items())
+            raise RuntimeError(f"{self.name}: onnxruntime failed to run {self.onnx_path.name} on {got}: "
+                               f"{str(e).strip()}") from None
+        return dict(zip(self.output_names, outputs))
 
 
 def _fmt(shape) -> str:

@@ -186,3 +186,42 @@ def test_generate_refuses_bad_arguments_naming_them(lm, kwargs, error, message):
     with pytest.raises(error) as e:
         lm.generate(**{"prompt": "h", **kwargs})
     assert message in str(e.value)
+
+
+def test_a_saved_stream_state_assigned_back_continues_the_same_text(lm):
+    s = lm.stream()
+    s.feed("hello")
+    saved, logits = dict(s.state), s.logits
+    first = "".join(s.step() for _ in range(6))
+    s.state, s.logits = saved, logits
+    assert "".join(s.step() for _ in range(6)) == first
+
+
+@pytest.mark.parametrize("state, error, message", [
+    (None, TypeError, "stream state: expected a mapping with keys ['c_0', 'h_0'], got NoneType"),
+    ({"h_0": 0}, TypeError, "stream state: expected a mapping with keys ['c_0', 'h_0'], got ['h_0']"),
+    ({"h_0": np.zeros((3, 2, 35), np.float32), "c_0": np.zeros((3, 1, 35), np.float32)}, ValueError,
+     "stream state 'h_0': expected shape (3, 1, 35) (one stream), got (3, 2, 35)"),
+    ({"h_0": np.zeros((3, 1, 35)), "c_0": np.zeros((3, 1, 35), np.float32)}, TypeError,
+     "input 'h_0': expected dtype float32, got float64"),
+    ({"h_0": np.full((3, 1, 35), np.nan, np.float32), "c_0": np.zeros((3, 1, 35), np.float32)}, ValueError,
+     "input 'h_0': expected finite values, got nan"),
+])
+def test_a_wrong_stream_state_is_refused_when_assigned(lm, state, error, message):
+    s = lm.stream()
+    with pytest.raises(error) as e:
+        s.state = state
+    assert message in str(e.value)
+    assert s.step() in lm.symbols  # the stream kept its own state
+
+
+def test_an_onnxruntime_failure_is_one_runtime_error_naming_the_model_and_the_inputs(lstm):
+    # The safety net under every check: the runtime's own unchecked fast path (``_run``) fed a state of the
+    # wrong batch, which the public calls refuse before onnxruntime sees it.
+    feed = {"input": np.zeros((2, 1, 3), np.float32), "h_0": np.zeros((2, 4, 5), np.float32),
+            "c_0": np.zeros((2, 4, 5), np.float32)}
+    with pytest.raises(RuntimeError) as e:
+        lstm._run(feed)
+    assert str(e.value).startswith("lstm-2layer: onnxruntime failed to run model.onnx on input float32 (2, 1, 3), "
+                                   "h_0 float32 (2, 4, 5)")
+    assert e.value.__cause__ is None and e.value.__suppress_context__
