@@ -11,8 +11,8 @@ import io
 import lzma
 import math
 import random
-import weakref
 import time
+import weakref
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
