@@ -40,10 +40,10 @@ class CharLM(Model):
         self.never_generate: list[int] = list(vocab.get("never_generate", [self.unk_id]))
         specials = {self.unk_id, *self.never_generate} - {None}
         self._check_vocab("symbols", len(self.symbols), self.embedding_rows(CHARS), "rows in the input embedding")
-        logits = self.output_dim(LOGITS)
-        if logits is not None and not len(self.symbols) - 1 <= logits <= len(self.symbols):
+        self.n_scores: int | None = self.output_dim(LOGITS)  # symbols the graph scores (None: symbolic axis)
+        if self.n_scores is not None and not len(self.symbols) - 1 <= self.n_scores <= len(self.symbols):
             # The graph may leave out the unknown symbol (never predicted), no more.
-            self._check_vocab("symbols", len(self.symbols), logits, f"output {LOGITS!r} scores that many")
+            self._check_vocab("symbols", len(self.symbols), self.n_scores, f"output {LOGITS!r} scores that many")
         for what in ("bos", "eos", "unk"):
             i = vocab.get(what)
             if i is not None and not (isinstance(i, int) and 0 <= i < len(self.symbols)):
@@ -104,13 +104,13 @@ class CharLM(Model):
             ids = np.array([list(picks.values())], dtype=np.int64)  # (T=1, B)
             if len(live) == 1:  # one stream (generate): its state as is, no stacking and splitting
                 logits, live[0]._state = self._advance(ids, live[0]._state)
-                live[0].logits = logits[0]
+                live[0]._logits = logits[0]
             else:
                 stacked = {k: np.concatenate([s._state[k] for s in live], axis=self.batch_axis[k])
                            for k in live[0]._state}
                 logits, state = self._advance(ids, stacked)  # one session.run for every stream
                 for j, s in enumerate(live):
-                    s.logits = logits[j]
+                    s._logits = logits[j]
                     s._state = {k: np.take(v, [j], axis=self.batch_axis[k]) for k, v in state.items()}
         return [self.symbols[picks[b]] if b in picks else "" for b in range(len(streams))]
 
@@ -151,7 +151,7 @@ class Stream:
     def reset(self) -> None:
         """Back to the start: zero state, the start symbol pending, the random generator re-seeded."""
         self._state = {i: self.lm.zero_state(i, 1) for i, _ in self.lm.io.state}
-        self.logits: np.ndarray | None = None
+        self._logits: np.ndarray | None = None  # (V,) scores of the next symbol, once the start symbol is read
         self._pending: list[np.ndarray] = [np.array([self.lm.bos_id], dtype=np.int64)]
         self.ended = False
         self.rng = np.random.default_rng(self._seed)
@@ -159,8 +159,9 @@ class Stream:
     @property
     def state(self) -> dict[str, np.ndarray]:
         """The recurrent state carried between runs: {state input name (``h_0``, ``c_0``): array with batch 1}.
-        It may be saved and assigned back (or copied from another stream of the same model); an assigned state
-        is checked here, so a wrong one is refused with a ValueError/TypeError rather than deep inside a run."""
+        Save it with ``logits`` and assign both back to resume the stream (or copy them from another stream of
+        the same model); assigned values are checked here, so a wrong one is a ValueError/TypeError, not an
+        error deep inside a run."""
         return self._state
 
     @state.setter
@@ -179,6 +180,22 @@ class Stream:
             state[name] = arr
         self._state = state
 
+    @property
+    def logits(self) -> np.ndarray | None:
+        """Scores (V,) of the next symbol, from which ``step`` picks; None before the stream has read anything."""
+        return self._logits
+
+    @logits.setter
+    def logits(self, value: np.ndarray) -> None:
+        arr = np.asarray(value)
+        n = self.lm.n_scores or len(self.lm.symbols)
+        if arr.dtype.kind != "f" or arr.shape != (n,):
+            raise ValueError(f"{self.lm.name}: stream logits: expected floats of shape ({n},), got {arr.dtype} "
+                             f"{arr.shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{self.lm.name}: stream logits: expected finite values, got NaN/Inf")
+        self._logits = arr
+
     def feed(self, text: str) -> None:
         """Read ``text`` (any length); nothing is generated."""
         self._pending.append(self.lm.encode(text))
@@ -193,10 +210,10 @@ class Stream:
         self._pending = []
         for start in range(0, len(ids), FEED_CHUNK):
             logits, self._state = self.lm._advance(ids[start:start + FEED_CHUNK, None], self._state)  # (T, 1)
-            self.logits = logits[0]  # (1, V) -> (V,)
+            self._logits = logits[0]  # (1, V) -> (V,)
 
     def _pick(self) -> int:
-        logits = self.logits.astype(np.float64)
+        logits = self._logits.astype(np.float64)
         never = [i for i in self.lm.never_generate if i < logits.shape[0]]
         logits[never] = -np.inf
         if self.temperature == 0:

@@ -215,6 +215,21 @@ def test_a_wrong_stream_state_is_refused_when_assigned(lm, state, error, message
     assert s.step() in lm.symbols  # the stream kept its own state
 
 
+@pytest.mark.parametrize("logits, message", [
+    (np.zeros(36, np.float32), "stream logits: expected floats of shape (35,), got float32 (36,)"),
+    (np.zeros(35, np.int64), "stream logits: expected floats of shape (35,), got int64 (35,)"),
+    (None, "stream logits: expected floats of shape (35,), got object ()"),
+    (np.full(35, np.inf, np.float32), "stream logits: expected finite values, got NaN/Inf"),
+])
+def test_wrong_stream_logits_are_refused_when_assigned(lm, logits, message):
+    s = lm.stream()
+    s.feed("hel")
+    with pytest.raises(ValueError) as e:
+        s.logits = logits
+    assert message in str(e.value)
+    assert s.step() in lm.symbols
+
+
 def test_an_onnxruntime_failure_is_one_runtime_error_naming_the_model_and_the_inputs(lstm):
     # The safety net under every check: the runtime's own unchecked fast path (``_run``) fed a state of the
     # wrong batch, which the public calls refuse before onnxruntime sees it.
