@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
-from pathlib import Path
 
-from .build import export
-from .convert import EXPORTERS, ExportError
-from .spec import DataError, check_data, use_data_dir
-from .registry import REGISTRY
-from .verify import ParityError
+if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
+    # Byte-reproducible artifacts: torch.jit.script orders a module's constants by iterating a set of their names,
+    # so with Python's per-process string hashing model.pt (and the SHA-256 in manifest.json) changed on every
+    # export of the same weights. Re-run this command, before torch is imported, with string hashing fixed.
+    os.execve(sys.executable, [sys.executable, "-m", "export", *sys.argv[1:]], {**os.environ, "PYTHONHASHSEED": "0"})
+
+import argparse  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from .build import export  # noqa: E402
+from .convert import EXPORTERS, ExportError  # noqa: E402
+from .spec import DataError, check_data, use_data_dir  # noqa: E402
+from .registry import REGISTRY  # noqa: E402
+from .verify import ParityError  # noqa: E402
 
 DEFAULT_OUT = Path("artifacts")
 
