@@ -78,6 +78,12 @@ def _drop_native_stderr(noise: tuple[str, ...] = NATIVE_NOISE):
 
 
 def to_torchscript(net: Net, path: Path) -> None:
+    # TorchScript registers every scripted class in one process-wide compilation unit and renames a second class
+    # of the same name (``___torch_mangle_N``), so model.pt would depend on what else this process scripted before.
+    # Start from an empty registry (as torch's own JIT tests do between tests): the same weights, the same bytes.
+    torch._C._jit_clear_class_registry()
+    torch.jit._recursive.concrete_type_store = torch.jit._recursive.ConcreteTypeStore()
+    torch.jit._state._clear_class_state()
     with quiet_export_tools():
         torch.jit.script(net).save(str(path))  # script, not trace: trace would bake in the example length
 

@@ -50,6 +50,11 @@ def test_export_writes_a_verified_artifact_without_warning_spam(tmp_path):
         assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["manifest.json", "model.onnx", "model.pt"]
     assert "| lstm-tutorial" in out.stdout and "max abs diff" in out.stdout
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary folders left behind"
+    # Byte-reproducible: the same weights give the committed files, TorchScript included (these two models are
+    # untrained, so their weights do not depend on the CPU's floating point).
+    for name in ("lstm-tutorial", "rnn-hello-3layer"):
+        for f in (ONNX_FILE, TORCHSCRIPT_FILE):
+            assert (tmp_path / name / f).read_bytes() == (ARTIFACTS / name / f).read_bytes(), f"{name}/{f} differs"
 
 
 @pytest.mark.parametrize("name", ["pos-tutorial", "char-hello-batch-first"])
