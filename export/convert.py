@@ -78,14 +78,45 @@ def _drop_native_stderr(noise: tuple[str, ...] = NATIVE_NOISE):
 
 
 def to_torchscript(net: Net, path: Path) -> None:
+    """Script ``net`` and save it; the same weights give the same bytes, wherever and in whatever process."""
     # TorchScript registers every scripted class in one process-wide compilation unit and renames a second class
     # of the same name (``___torch_mangle_N``), so model.pt would depend on what else this process scripted before.
-    # Start from an empty registry (as torch's own JIT tests do between tests): the same weights, the same bytes.
+    # Start from an empty registry (as torch's own JIT tests do between tests).
     torch._C._jit_clear_class_registry()
     torch.jit._recursive.concrete_type_store = torch.jit._recursive.ConcreteTypeStore()
     torch.jit._state._clear_class_state()
-    with quiet_export_tools():
+    with quiet_export_tools(), _module_relative_source_paths():
         torch.jit.script(net).save(str(path))  # script, not trace: trace would bake in the example length
+
+
+@contextmanager
+def _module_relative_source_paths():
+    """Record source files in TorchScript's debug info as ``export/models.py``, ``torch/nn/modules/rnn.py``
+    (relative to their sys.path entry), not as absolute paths: model.pt then holds no path of the machine that
+    exported it and is the same from any checkout or virtualenv."""
+    import torch._jit_internal as jit_internal
+    import torch._sources as sources
+    import torch.jit.frontend as frontend
+
+    roots = sorted((Path(p).resolve() for p in sys.path if p and Path(p).is_dir()), key=lambda r: -len(r.parts))
+    original = sources.get_source_lines_and_file
+
+    def relative(obj, error_msg=None):
+        lines, lineno, filename = original(obj, error_msg)
+        if filename:
+            f = Path(filename).resolve()
+            root = next((r for r in roots if f.is_relative_to(r)), None)
+            filename = f.relative_to(root).as_posix() if root else f.name
+        return lines, lineno, filename
+
+    patched = [(m, m.get_source_lines_and_file) for m in (sources, frontend, jit_internal)]
+    for m, _ in patched:
+        m.get_source_lines_and_file = relative
+    try:
+        yield
+    finally:
+        for m, fn in patched:
+            m.get_source_lines_and_file = fn
 
 
 def to_onnx(net: Net, io: IOSpec, path: Path, example: tuple[torch.Tensor, ...], exporter: str) -> None:

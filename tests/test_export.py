@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+import torch
 
 import runtime
 from export.convert import declared_shapes
 from export.registry import REGISTRY
 from runtime.artifact import ONNX_FILE, TORCHSCRIPT_FILE, read_manifest, sha256_bytes
 
-from .conftest import ARTIFACTS, run_cli
+from .conftest import ARTIFACTS, ROOT, run_cli
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
@@ -54,7 +57,10 @@ def test_export_writes_a_verified_artifact_without_warning_spam(tmp_path):
     # untrained, so their weights do not depend on the CPU's floating point).
     for name in ("lstm-tutorial", "rnn-hello-3layer"):
         for f in (ONNX_FILE, TORCHSCRIPT_FILE):
-            assert (tmp_path / name / f).read_bytes() == (ARTIFACTS / name / f).read_bytes(), f"{name}/{f} differs"
+            data = (tmp_path / name / f).read_bytes()
+            assert data == (ARTIFACTS / name / f).read_bytes(), f"{name}/{f} differs from the committed file"
+            for path in (ROOT, Path(sys.prefix), Path(torch.__file__).parent):  # no path of this machine inside
+                assert str(path).encode() not in data, f"{name}/{f} holds {path}"
 
 
 @pytest.mark.parametrize("name", ["pos-tutorial", "char-hello-batch-first"])
