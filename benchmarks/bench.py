@@ -11,6 +11,7 @@ targets are read from the table (see README).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -54,17 +55,6 @@ def side_by_side(fns: dict, repeats: int, warmup: int = 3) -> dict:
             fns[name]()
             samples[name].append(time.perf_counter() - t)
     return {k: stats(v) for k, v in samples.items()}
-
-
-def timed(fn, repeats: int, warmup: int = 3) -> dict:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return stats(samples)
 
 
 # ---- 1. cold start -----------------------------------------------------------------------------------------
@@ -137,24 +127,23 @@ def cold_start(repeats: int) -> dict:
 
 # ---- 2-5. in-process figures -------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def load_backends():
+    """pos-ewt through the runtime (fp32 and int8) and its three parity backends, loaded once for all figures."""
     import torch
 
     import runtime
     from export.verify import backends_for
 
     torch.set_num_threads(1)
-    tagger = runtime.load(POS)
-    bk = backends_for(POS)
-    return torch, runtime, tagger, bk
+    return runtime.load(POS), runtime.load(POS, variant="int8"), backends_for(POS)
 
 
 def latency(repeats: int) -> dict:
     """One 17-token sentence at batch 1."""
-    torch, runtime, tagger, bk = load_backends()
+    tagger, q, bk = load_backends()
     feed = tagger.inputs([SENTENCE])
     names = tagger.output_names
-    q = runtime.load(POS, variant="int8")
     out = side_by_side({
         "Tagger.tag": lambda: tagger.tag(SENTENCE),
         "bare session.run": lambda: tagger.session.run(names, feed),
@@ -179,7 +168,7 @@ def sgemm_gflops(sizes=(256, 512, 1024), repeats: int = 10) -> dict:
     for n in sizes:
         a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
         b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
-        out[n] = 2 * n ** 3 / timed(lambda: a @ b, repeats)["median"] / 1e9
+        out[n] = 2 * n ** 3 / side_by_side({"sgemm": lambda: a @ b}, repeats)["sgemm"]["median"] / 1e9
     return out
 
 
@@ -203,7 +192,7 @@ def word_flops_per_token(cfg: dict) -> float:
 
 def throughput(repeats: int, limit: int | None) -> dict:
     """All of EWT dev through tag_batch (tokens/s), and the same batches through eager torch."""
-    torch, runtime, tagger, bk = load_backends()
+    tagger, q, bk = load_backends()
     sents = dev_sentences(limit)
     tokens = sum(len(s) for s in sents)
     from runtime.tagger import BATCH_SENTENCES, word_chars
@@ -212,7 +201,6 @@ def throughput(repeats: int, limit: int | None) -> dict:
     feeds = [tagger.inputs([sents[i] for i in order[s:s + BATCH_SENTENCES]])
              for s in range(0, len(order), BATCH_SENTENCES)]
     eager = bk.by_name["eager"]
-    q = runtime.load(POS, variant="int8")
     res = side_by_side({
         "tag_batch": lambda: tagger.tag_batch(sents),
         "tag_batch (int8)": lambda: q.tag_batch(sents),
@@ -276,9 +264,9 @@ def streaming(n_chars: int, repeats: int) -> dict:
 
 
 def int8_vs_fp32(latency_res: dict, throughput_res: dict) -> dict:
-    import runtime
+    from runtime.artifact import read_manifest
 
-    man = runtime.load(POS).manifest
+    man = read_manifest(POS)
     checks = {c["what"]: c["detail"] for c in man.parity["checks"]}
     return {
         "fp32_bytes": (POS / "model.onnx").stat().st_size,
@@ -387,12 +375,9 @@ TORCH_PATHS = ("torch eager", "TorchScript")
 
 
 def chart(r: dict, path: Path) -> None:
-    import matplotlib
+    from export.plots import png, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 5, figsize=(19, 3.6), dpi=100)
+    fig, axes = pyplot().subplots(1, 5, figsize=(19, 3.6), dpi=100)
     panels = [
         ("cold start (s), lower is better", {k: v["wall_s"]["median"] for k, v in r["cold_start"].items()}),
         ("cold start peak RSS (MiB), lower", {k: v["peak_rss_mib"]["median"] for k, v in r["cold_start"].items()}),
@@ -408,9 +393,7 @@ def chart(r: dict, path: Path) -> None:
         ax.invert_yaxis()
         ax.tick_params(labelsize=8)
     fig.suptitle("seqedge runtime (green) vs torch (gray), one thread, medians", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
+    path.write_bytes(png(fig))
 
 
 def machine() -> str:

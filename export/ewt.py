@@ -7,7 +7,6 @@ selection and tuning use dev only. ``make run`` exports the committed checkpoint
 
 from __future__ import annotations
 
-import io
 import lzma
 import math
 import random
@@ -26,6 +25,7 @@ import runtime
 from runtime.artifact import INT8_FILE, ONNX_FILE
 from runtime.tagger import normalize_word, spell, word_chars
 from .models import CharBiLSTMTagger, TaggerConfig
+from .plots import png, pyplot
 from .spec import Check, DataError, ModelSpec, Trained, checkpoint, data_dir, training_record
 
 DATA = Path(__file__).parent / "data" / "ud_english_ewt"
@@ -253,13 +253,8 @@ def train(cfg: TrainConfig = TrainConfig(), model_cfg: dict | None = None, folde
 
 
 def curve_png(history: list[dict]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(6, 3.5), dpi=100)
     ax.plot(epochs, [h["train_loss"] for h in history], "o-", color="tab:blue", label="train loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel("train loss (NLL)", color="tab:blue")
@@ -267,11 +262,7 @@ def curve_png(history: list[dict]) -> bytes:
     ax2.plot(epochs, [100 * h["dev_accuracy"] for h in history], "s-", color="tab:red", label="dev UPOS")
     ax2.set_ylabel("dev UPOS accuracy (%)", color="tab:red")
     ax.set_title("pos-ewt training (UD English EWT)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return png(fig)
 
 
 # ---- the registered model ------------------------------------------------------------------------------------

@@ -184,8 +184,6 @@ class TaggerConfig:
 
 
 class CharBiLSTMTagger(nn.Module):
-    __jit_ignored_attributes__ = ["cfg"]
-
     """words (T, B), lengths (B,), spelling (T, B), chars_1..chars_3 (N_k, C_k) -> scores (T, B, V) log-probabilities.
 
     Each distinct spelling of the batch is read once by the char BiLSTM (``runtime.tagger.spell`` builds the
@@ -193,6 +191,8 @@ class CharBiLSTMTagger(nn.Module):
     (``pack_padded_sequence``), so padding never reaches the backward direction: a sentence gets the same
     scores alone or padded in a batch. The exporter maps packing to the ONNX LSTM's ``sequence_lens``.
     """
+
+    __jit_ignored_attributes__ = ["cfg"]
 
     def __init__(self, cfg: TaggerConfig):
         super().__init__()

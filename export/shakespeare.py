@@ -9,7 +9,6 @@ the mean next-character NLL over the validation text fed as one stream from a ze
 
 from __future__ import annotations
 
-import io
 import lzma
 import math
 import time
@@ -22,6 +21,7 @@ from tqdm import tqdm
 
 import runtime
 from .models import NetConfig, build
+from .plots import png, pyplot
 from .spec import Check, DataError, ModelSpec, Trained, checkpoint, data_dir, training_record
 
 DATA = Path(__file__).parent / "data" / "tinyshakespeare" / "input.txt.xz"
@@ -144,12 +144,7 @@ def train(cfg: LMTrainConfig = LMTrainConfig()) -> dict:
 
 
 def curve_png(history: list[dict]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(6, 3.5), dpi=100)
     x = [h["minutes"] for h in history]
     ax.plot(x, [h["train_loss"] for h in history], "o-", label="train loss (epoch mean)")
     ax.plot(x, [h["val_loss"] for h in history], "s-", label="validation loss")
@@ -158,11 +153,7 @@ def curve_png(history: list[dict]) -> bytes:
     ax.set_ylabel("nats per character")
     ax.set_title("char-shakespeare training")
     ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return png(fig)
 
 
 def recipe(retrain: bool = False) -> Trained:

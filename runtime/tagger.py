@@ -65,6 +65,9 @@ class Tagger(Model):
     def encode(self, words: Sequence[str]) -> np.ndarray:
         """Word ids (T,) int64; words not in the vocabulary get the unknown word's id."""
         _check_sentence(words)
+        return self._encode(words)
+
+    def _encode(self, words: Sequence[str]) -> np.ndarray:
         return np.fromiter(map(self._word_id, words), dtype=np.int64, count=len(words))
 
     def _word_id_uncached(self, word: str) -> int:
@@ -76,7 +79,13 @@ class Tagger(Model):
     def inputs(self, sentences: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
         """The graph's inputs for one padded batch of non-empty sentences, in the given order: ``words`` (T, B),
         and where the graph takes them ``lengths`` (B,) and the spellings (``spell``), or a zero initial state."""
-        encoded = [self.encode(s) for s in sentences]
+        for s in sentences:
+            _check_sentence(s)
+        return self._inputs(sentences)
+
+    def _inputs(self, sentences: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
+        """``inputs`` for sentences already checked (``scores_batch`` checks them all before any work)."""
+        encoded = [self._encode(s) for s in sentences]
         lengths = [len(e) for e in encoded]
         if not encoded or min(lengths) < 1:
             raise ValueError(f"{self.name}: inputs() needs one or more non-empty sentences, got lengths {lengths}")
@@ -132,7 +141,7 @@ class Tagger(Model):
             chunks.append(order[start:start + size])
             start += size
         for chunk in chunks:
-            out = self._run(self.inputs([sentences[i] for i in chunk]))  # built here: valid by construction
+            out = self._run(self._inputs([sentences[i] for i in chunk]))  # built here: valid by construction
             scores = self.time_major(SCORES, out[SCORES])  # (T, B, V)
             for b, i in enumerate(chunk):
                 results[i] = scores[: sizes[i], b]
