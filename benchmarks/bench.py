@@ -34,7 +34,7 @@ OUT = Path(__file__).resolve().parent
 ARTIFACTS = ROOT / "artifacts"
 POS = ARTIFACTS / "pos-ewt"
 LM = ARTIFACTS / "char-shakespeare"
-DEV = ROOT / "export" / "data" / "ud_english_ewt" / "en_ewt-ud-dev.conllu.xz"
+DEV = ROOT / "export" / "zoo" / "data" / "ud_english_ewt" / "en_ewt-ud-dev.conllu.xz"
 SENTENCE = "The new rules , announced on Tuesday , take effect next month for most small firms .".split()  # 17
 
 
@@ -68,8 +68,8 @@ t.tag({SENTENCE!r})
     "torch eager": f"""
 import torch
 torch.set_num_threads(1)
-from export.models import CharBiLSTMTagger, TaggerConfig
-ckpt = torch.load({str(ROOT / 'export' / 'checkpoints' / 'pos-ewt.pt')!r}, weights_only=True)
+from export.zoo.models import CharBiLSTMTagger, TaggerConfig
+ckpt = torch.load({str(ROOT / 'export' / 'zoo' / 'checkpoints' / 'pos-ewt.pt')!r}, weights_only=True)
 net = CharBiLSTMTagger(TaggerConfig(**ckpt["config"]))
 net.load_state_dict(ckpt["state_dict"])
 net.eval()
@@ -133,10 +133,10 @@ def load_backends():
     import torch
 
     import runtime
-    from export.verify import backends_for
+    from export.zoo.build import subject_for
 
     torch.set_num_threads(1)
-    return runtime.load(POS), runtime.load(POS, variant="int8"), backends_for(POS)
+    return runtime.load(POS), runtime.load(POS, variant="int8"), subject_for(POS)
 
 
 def latency(repeats: int) -> dict:
@@ -147,15 +147,15 @@ def latency(repeats: int) -> dict:
     out = side_by_side({
         "Tagger.tag": lambda: tagger.tag(SENTENCE),
         "bare session.run": lambda: tagger.session.run(names, feed),
-        "torch eager": lambda: bk.by_name["eager"](feed),
-        "TorchScript": lambda: bk.by_name["torchscript"](feed),
+        "torch eager": lambda: bk.backends["eager"](feed),
+        "TorchScript": lambda: bk.backends["torchscript"](feed),
         "Tagger.tag (int8)": lambda: q.tag(SENTENCE),
     }, repeats)
     return {k: {s: v * 1e6 if s != "n" else v for s, v in d.items()} for k, d in out.items()}  # microseconds
 
 
 def dev_sentences(limit: int | None) -> list[list[str]]:
-    from export.ewt import read_conllu
+    from export.zoo.ewt import read_conllu
 
     sents = [w for w, _ in read_conllu(DEV)]
     return sents[:limit] if limit else sents
@@ -200,7 +200,7 @@ def throughput(repeats: int, limit: int | None) -> dict:
     order = sorted(range(len(sents)), key=lambda i: len(sents[i]), reverse=True)  # as tag_batch batches them
     feeds = [tagger.inputs([sents[i] for i in order[s:s + BATCH_SENTENCES]])
              for s in range(0, len(order), BATCH_SENTENCES)]
-    eager = bk.by_name["eager"]
+    eager = bk.backends["eager"]
     res = side_by_side({
         "tag_batch": lambda: tagger.tag_batch(sents),
         "tag_batch (int8)": lambda: q.tag_batch(sents),
@@ -231,7 +231,7 @@ def streaming(n_chars: int, repeats: int) -> dict:
     import torch
 
     import runtime
-    from export.verify import backends_for
+    from export.zoo.build import subject_for
 
     torch.set_num_threads(1)
     lm = runtime.load(LM)
@@ -253,7 +253,7 @@ def streaming(n_chars: int, repeats: int) -> dict:
             logits, h, c = lm.session.run(lm.output_names, {"chars": x, **state})
             state, x = {"h_0": h, "c_0": c}, logits[-1:].argmax(-1)
 
-    bk = backends_for(LM)  # eager torch rebuilt from the config, TorchScript from model.pt
+    bk = subject_for(LM)  # eager torch rebuilt from the config, TorchScript from model.pt
     res = side_by_side({
         "runtime generate": lambda: lm.generate("", max_chars=n_chars),
         "bare session.run loop": bare_loop,
@@ -375,7 +375,7 @@ TORCH_PATHS = ("torch eager", "TorchScript")
 
 
 def chart(r: dict, path: Path) -> None:
-    from export.plots import png, pyplot
+    from export.zoo.plots import png, pyplot
 
     fig, axes = pyplot().subplots(1, 5, figsize=(19, 3.6), dpi=100)
     panels = [
@@ -434,7 +434,7 @@ def main(argv=None) -> int:
         if not (a / "manifest.json").exists():
             print(f"error: {a} missing; run `make run` first", file=sys.stderr)
             return 1
-    from export.registry import REGISTRY
+    from export.zoo.registry import REGISTRY
 
     steps = [("cold start", "cold_start", lambda: cold_start(2 if quick else 7)),
              ("latency", "latency_us", lambda: latency(50 if quick else 500)),

@@ -1,4 +1,5 @@
-"""``python -m export NAME... | --all [--out DIR] [--force]``: train, export, verify and write artifacts."""
+"""``python -m export NAME... | --all [--out DIR] [--force]``: train, export, verify and write registered models;
+``python -m export --module FILE.py:NAME --input SPEC... --out DIR``: the same for a user's own module (cli.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
 import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from .build import export  # noqa: E402
+from . import cli  # noqa: E402
 from .convert import EXPORTERS, ExportError  # noqa: E402
-from .spec import DataError, check_data, use_data_dir  # noqa: E402
-from .registry import REGISTRY  # noqa: E402
 from .verify import ParityError  # noqa: E402
+from .zoo.build import export  # noqa: E402
+from .zoo.registry import REGISTRY  # noqa: E402
+from .zoo.spec import DataError, check_data, use_data_dir  # noqa: E402
 
 DEFAULT_OUT = Path("artifacts")
 
@@ -26,26 +28,35 @@ DEFAULT_OUT = Path("artifacts")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m export",
-        description="Train (or rebuild) seed models, export each to TorchScript (model.pt) and ONNX (model.onnx) "
-                    "with dynamic time and batch axes, verify parity across eager torch, TorchScript and ONNX "
-                    "Runtime, and write ARTIFACT_DIR/NAME/ with manifest.json. An artifact that fails any check "
-                    "is not written and the exit status is 1.",
-        epilog="models: " + ", ".join(REGISTRY))
+        description="Export a torch module to TorchScript (model.pt) and ONNX (model.onnx) with dynamic time and "
+                    "batch axes, verify parity across eager torch, TorchScript and ONNX Runtime at many lengths and "
+                    "batch sizes, and write an artifact folder with manifest.json. Either registered models by NAME "
+                    "(trained or rebuilt, written to DIR/NAME) or your own module with --module (written to DIR). "
+                    "An artifact that fails any check is not written and the exit status is 1.",
+        epilog="registered models: " + ", ".join(REGISTRY) + ". Example of --module: python -m export --module "
+               "my_models.py:RNNModel --kwargs '{\"rnn_type\": \"LSTM\", \"ntoken\": 10000, \"ninp\": 200, "
+               "\"nhid\": 200, \"nlayers\": 2}' --checkpoint lm.pt --input 'input:int64[time=35,batch=4]:0..9999' "
+               "--input 'h_0:float32[2,batch=4,200]' --input 'c_0:float32[2,batch=4,200]' --args 'input, (h_0, c_0)' "
+               "--out artifacts/my-lm")
     p.add_argument("names", nargs="*", metavar="NAME", help="models to export (see the list below)")
     p.add_argument("--all", action="store_true", help="export every registered model")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
-                   help=f"folder that receives one subfolder per artifact (default: {DEFAULT_OUT})")
+                   help=f"registered models: the folder that receives one subfolder per artifact (default: "
+                        f"{DEFAULT_OUT}); --module: the artifact folder itself")
     p.add_argument("--force", action="store_true", help="replace artifacts that already exist")
     p.add_argument("--retrain", action="store_true",
                    help="train models that have a committed checkpoint (pos-ewt) from scratch and update the "
                         "checkpoint, instead of exporting it (seed models always train: seconds)")
-    p.add_argument("--exporter", choices=EXPORTERS, default="torchscript",
-                   help="ONNX exporter: torchscript (default; keeps time/batch dynamic for RNNs in torch 2.13) or "
-                        "dynamo (torch's default, which pins the time axis of RNNs: kept to re-check that)")
+    p.add_argument("--exporter", choices=EXPORTERS, default="auto",
+                   help="ONNX exporter: auto (default: torch's TorchScript-based exporter on the traced module, then "
+                        "on the scripted module, then the dynamo exporter; the first whose graph passes the length "
+                        "probes is kept), torchscript (the first two only) or dynamo (only torch's default "
+                        "exporter, which pins the time axis of RNNs in torch 2.13: kept to re-check that)")
     p.add_argument("--data", type=Path, metavar="DIR",
                    help="read the training/evaluation data from DIR instead of the vendored copy (pos-ewt: "
                         "en_ewt-ud-train.conllu.xz and en_ewt-ud-dev.conllu.xz; char-shakespeare: input.txt.xz)")
     p.add_argument("--list", action="store_true", help="list the registered models and exit")
+    cli.add_arguments(p)
     return p
 
 
@@ -56,8 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         for spec in REGISTRY.values():
             print(f"{spec.name:26} {spec.kind:10} {spec.source:16} {spec.summary}")
         return 0
+    if args.module:
+        if args.names or args.all or args.data or args.retrain:
+            return _fail("--module exports your own module: give no NAME, --all, --data or --retrain with it", 2)
+        if args.out == DEFAULT_OUT:
+            return _fail("--module needs --out DIR, the artifact folder to write", 2)
+        return cli.run(args, _table)
     if args.all == bool(args.names):
-        return _fail("give model NAMEs or --all (not both)", 2)
+        return _fail("give model NAMEs or --all (not both), or --module", 2)
     unknown = [n for n in args.names if n not in REGISTRY]
     if unknown:
         return _fail(f"unknown model(s) {unknown}: expected names from: {', '.join(REGISTRY)}", 2)

@@ -22,9 +22,11 @@ import onnx
 import torch
 
 from runtime.artifact import FORMAT_VERSION, IOSpec, Manifest
-from .models import Net
+from .rewrite import annotate_forward
 
-EXPORTERS = ("torchscript", "dynamo")
+EXPORTERS = ("auto", "torchscript", "dynamo")  # what a caller may ask for
+# The ways to ONNX, in the order "auto" tries them ("torchscript" tries the first two).
+ONNX_PATHS = ("traced", "scripted", "dynamo")
 OPSET = 17  # LSTM/GRU/RNN ops are stable since opset 14; 17 is widely supported by edge runtimes
 
 
@@ -51,42 +53,88 @@ def quiet_export_tools():
         yield
 
 
-# C++ warnings the exporter prints straight to file descriptor 2, past Python's warnings machinery. They are
-# about its intermediate shape inference of packed sequences; the final graph passes onnx's strict shape
-# inference and the parity checks, which is what matters.
+# What the exporters print straight to file descriptors 1 and 2, past Python's warnings machinery, about their own
+# workings: intermediate shape inference of packed sequences (the final graph passes onnx's strict shape inference
+# and the parity checks, which is what matters) and the dynamo exporter's registry of torchvision operators.
 NATIVE_NOISE = ("The shape inference of prim::PackPadded type is missing",
-                "The shape inference of prim::PadPacked type is missing")
+                "The shape inference of prim::PadPacked type is missing",
+                "torchvision is not installed")
 
 
 @contextmanager
-def _drop_native_stderr(noise: tuple[str, ...] = NATIVE_NOISE):
-    """Capture fd 2 while the exporter runs; pass on every line except the known noise."""
+def _captured_output(noise: tuple[str, ...] = NATIVE_NOISE):
+    """Capture fds 1 and 2 while an exporter runs. When it succeeds, pass on every line except the known noise;
+    when it raises, drop what it printed (a failed attempt's graph dump): the exception says what went wrong,
+    and the caller records it."""
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    captures = {fd: tempfile.TemporaryFile() for fd in (1, 2)}
+    failed = True
+    try:
+        for fd, f in captures.items():
+            os.dup2(f.fileno(), fd)
+        yield
+        failed = False
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd in (1, 2):
+            os.dup2(saved[fd], fd)
+            os.close(saved[fd])
+        for fd, f in captures.items():
+            f.seek(0)
+            text = f.read().decode("utf-8", "replace")
+            f.close()
+            if not failed:
+                for line in text.splitlines():
+                    if line.strip() and not any(n in line for n in noise):
+                        print(line, file=sys.stdout if fd == 1 else sys.stderr)
+
+
+def to_torchscript(model: torch.nn.Module, args: tuple, path: Path) -> tuple[str, str]:
+    """Save ``model`` as TorchScript: scripted where TorchScript compiles it (control flow and sizes stay
+    dynamic), else traced (the traced graph must then pass the same length checks as everything else).
+    Returns (method, reason). The same weights give the same bytes, wherever and in whatever process."""
+    with quiet_export_tools(), _module_relative_source_paths(), fresh_jit_state():
         try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode("utf-8", "replace").splitlines():
-                if line.strip() and not any(n in line for n in noise):
-                    print(line, file=sys.stderr)
+            module, method, reason = torch.jit.script(model), "script", "torch.jit.script compiles the module"
+        except Exception as e:  # TorchScript's frontend raises many types for unsupported Python
+            first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__).strip()[:200]
+            annotated = annotate_forward(model, args)
+            try:
+                if annotated is None:
+                    raise e
+                module, method = torch.jit.script(annotated), "script"
+                reason = (f"torch.jit.script failed ({first}); scripted with forward's argument types read off "
+                          f"the example")
+            except Exception:
+                module = torch.jit.trace(model, args, check_trace=False)
+                method, reason = "trace", f"torch.jit.script failed ({first}); traced instead"
+        module.save(str(path))
+    return method, reason
 
 
-def to_torchscript(net: Net, path: Path) -> None:
-    """Script ``net`` and save it; the same weights give the same bytes, wherever and in whatever process."""
-    # TorchScript registers every scripted class in one process-wide compilation unit and renames a second class
-    # of the same name (``___torch_mangle_N``), so model.pt would depend on what else this process scripted before.
-    # Start from an empty registry (as torch's own JIT tests do between tests).
-    torch._C._jit_clear_class_registry()
-    torch.jit._recursive.concrete_type_store = torch.jit._recursive.ConcreteTypeStore()
-    torch.jit._state._clear_class_state()
-    with quiet_export_tools(), _module_relative_source_paths():
-        torch.jit.script(net).save(str(path))  # script, not trace: trace would bake in the example length
+@contextmanager
+def fresh_jit_state():
+    """Script in an empty TorchScript class registry, and give the caller's back afterwards.
+
+    TorchScript registers every scripted class in one process-wide compilation unit and renames a second class
+    of the same name (``___torch_mangle_N``), so model.pt would depend on what else the process scripted before.
+    Clearing that registry would break every module the caller scripted earlier (they segfault when run or
+    saved), so a new compilation unit and type caches stand in while we script, and the caller's return after.
+    Modules keep their own compilation unit alive, so ours stay valid too."""
+    import torch.jit._recursive as recursive
+    import torch.jit._state as state
+
+    saved = (state._python_cu, recursive.concrete_type_store, state._script_classes, state._name_to_pyclass)
+    state._python_cu = torch._C.CompilationUnit()
+    recursive.concrete_type_store = recursive.ConcreteTypeStore()
+    state._script_classes, state._name_to_pyclass = {}, {}
+    try:
+        yield
+    finally:
+        state._python_cu, recursive.concrete_type_store, state._script_classes, state._name_to_pyclass = saved
 
 
 @contextmanager
@@ -103,7 +151,7 @@ def _module_relative_source_paths():
 
     def relative(obj, error_msg=None):
         lines, lineno, filename = original(obj, error_msg)
-        if filename:
+        if filename and not filename.startswith("<"):
             f = Path(filename).resolve()
             root = next((r for r in roots if f.is_relative_to(r)), None)
             filename = f.relative_to(root).as_posix() if root else f.name
@@ -119,22 +167,50 @@ def _module_relative_source_paths():
             m.get_source_lines_and_file = fn
 
 
-def to_onnx(net: Net, io: IOSpec, path: Path, example: tuple[torch.Tensor, ...], exporter: str) -> None:
+def to_onnx(module, args: tuple, path: Path, io: IOSpec, structure, exporter: str) -> None:
+    """Export with one of ``ONNX_PATHS``: "traced" and "scripted" are torch's TorchScript-based exporter on the
+    eager module (which it traces) or on its scripted form (Python loops and ``len(x)`` stay dynamic); "dynamo"
+    is torch's default exporter. Declared IO shapes are then set to ``io`` (verified by running)."""
+    from .signature import unflatten
+
     names = {"input_names": [t.name for t in io.inputs], "output_names": [t.name for t in io.outputs]}
-    with quiet_export_tools(), _drop_native_stderr():
-        if exporter == "torchscript":
+    # Every warning the exporters raise is about their own workings (deprecations, FutureWarnings from
+    # torch.export's generated code, "no signature found for ScriptMethod"); the result is held to eager by
+    # running it, which says more than any of them.
+    with warnings.catch_warnings(), _captured_output():
+        warnings.simplefilter("ignore")
+        if exporter in ("traced", "scripted"):
             dynamic_axes = {t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)}
                             for t in io.inputs + io.outputs}
-            torch.onnx.export(net, example, str(path), dynamo=False, opset_version=OPSET,
-                              dynamic_axes=dynamic_axes, do_constant_folding=True, **names)
+            torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET,
+                              dynamic_axes={k: v for k, v in dynamic_axes.items() if v},
+                              do_constant_folding=True, **names)
         elif exporter == "dynamo":
-            dims = {}
-            shapes = {t.name: {i: dims.setdefault(d, torch.export.Dim(d)) for i, d in enumerate(t.shape)
-                               if isinstance(d, str)} for t in io.inputs}
-            torch.onnx.export(net, example, str(path), dynamo=True, dynamic_shapes=shapes, verbose=False,
-                              external_data=False, **names)
+            shapes = unflatten(structure, [{i: torch.export.Dim.DYNAMIC for i, d in enumerate(t.shape)
+                                            if isinstance(d, str)} or None for t in io.inputs])
+            torch.onnx.export(module, args, str(path), dynamo=True, dynamic_shapes=shapes, verbose=False,
+                              external_data=False, opset_version=max(OPSET, 18), **names)
         else:
-            raise ValueError(f"exporter: expected one of {EXPORTERS}, got {exporter!r}")
+            raise ValueError(f"exporter: expected one of {ONNX_PATHS}, got {exporter!r}")
+    _declare_shapes(path, io)
+
+
+def _declare_shapes(path: Path, io: IOSpec) -> None:
+    """Write the IO shapes learned by running eager into the graph's declarations. The TorchScript-based
+    exporter declares fixed axes symbolic (``LogSoftmax..._dim_1``) and derived ones under its own names;
+    ``check_onnx`` then holds the graph's own shape inference to these."""
+    model = onnx.load(str(path))
+    specs = {t.name: t for t in io.inputs + io.outputs}
+    for value in list(model.graph.input) + list(model.graph.output):
+        spec = specs.get(value.name)
+        if spec is None or len(value.type.tensor_type.shape.dim) != len(spec.shape):
+            continue
+        for dim, want in zip(value.type.tensor_type.shape.dim, spec.shape):
+            if isinstance(want, str):
+                dim.dim_param = want
+            else:
+                dim.dim_value = want
+    onnx.save(model, str(path))
 
 
 def quantize_int8(src: Path, dst: Path) -> None:

@@ -20,7 +20,7 @@ from .tagger import Tagger
 
 __all__ = ["load", "Model", "Tagger", "CharLM", "Manifest", "ArtifactError"]
 
-_CLASSES: dict[str, type[Model]] = {"recurrent": Model, "tagger": Tagger, "char-lm": CharLM}
+_CLASSES: dict[str, type[Model]] = {"recurrent": Model, "tagger": Tagger, "char-lm": CharLM, "module": Model}
 
 
 def load(path: str | Path, *, variant: str = "fp32", intra_op_threads: int = 1, spinning: bool = False) -> Model:

@@ -30,7 +30,9 @@ ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"  # optional: ONNX Runtime dynamic quantization of model.onnx
 VARIANTS = {"fp32": ONNX_FILE, "int8": INT8_FILE}
 TORCHSCRIPT_FILE = "model.pt"
-KINDS = ("recurrent", "tagger", "char-lm")
+# recurrent: the seeds' plain RNNs; tagger, char-lm: models with a vocabulary and their own runtime class;
+# module: any model exported with ``export.export_module`` (run with its own IO names).
+KINDS = ("recurrent", "tagger", "char-lm", "module")
 TIME, BATCH = "time", "batch"
 
 
@@ -66,6 +68,9 @@ class IOSpec:
     outputs: tuple[TensorSpec, ...]
     # (state input, state output) pairs, e.g. ("h_0", "h_n"): the output of one call is the input of the next.
     state: tuple[tuple[str, str], ...] = ()
+    # The input holding each sequence's valid length along "time" (B,), or None: outputs past a sequence's
+    # length are padding.
+    lengths: str | None = None
 
     def input(self, name: str) -> TensorSpec:
         return next(t for t in self.inputs if t.name == name)
@@ -90,6 +95,7 @@ class IOSpec:
             inputs=tuple(TensorSpec.from_json(t) for t in d["inputs"]),
             outputs=tuple(TensorSpec.from_json(t) for t in d["outputs"]),
             state=tuple((i, o) for i, o in d.get("state", [])),
+            lengths=d.get("lengths"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -97,6 +103,7 @@ class IOSpec:
             "inputs": [t.to_json() for t in self.inputs],
             "outputs": [t.to_json() for t in self.outputs],
             "state": [list(p) for p in self.state],
+            **({"lengths": self.lengths} if self.lengths else {}),
         }
 
 

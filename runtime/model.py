@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 import onnxruntime as ort
 
-from .artifact import BATCH, MANIFEST, ONNX_FILE, ArtifactError, Manifest, TensorSpec, read_onnx
+from .artifact import BATCH, MANIFEST, TIME, ONNX_FILE, ArtifactError, Manifest, TensorSpec, read_onnx
 
 # onnxruntime's type strings for the dtypes our graphs use.
 _ORT_DTYPES = {
@@ -36,7 +36,9 @@ def session_options(intra_op_threads: int = 1, spinning: bool = False) -> ort.Se
     spin = "1" if spinning else "0"
     opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
     opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
-    opts.log_severity_level = 3  # errors only: our own checks explain bad input better than ORT's log lines
+    # fatal only: onnxruntime's errors reach the caller as exceptions (``Model._run`` names the model and the
+    # inputs); its log line for the same error would only repeat it on stderr.
+    opts.log_severity_level = 4
     return opts
 
 
@@ -157,12 +159,20 @@ class Model:
                     if first[1] != dim:
                         raise ValueError(f"{self.name}: axis {sym!r} disagrees: input {first[0]!r} has {first[1]}, "
                                          f"input {spec.name!r} has {dim}")
+        if self.io.lengths and TIME in sizes:
+            lengths, t = feed[self.io.lengths], sizes[TIME][1]
+            if lengths.size and (lengths.min() < 1 or lengths.max() > t):
+                raise ValueError(f"{self.name}: input {self.io.lengths!r}: expected valid lengths in [1, {t}] (the "
+                                 f"time axis), got values from {lengths.min()} to {lengths.max()}")
         return feed
 
     def batch_size(self, feed: Mapping[str, np.ndarray]) -> int:
-        name = self.io.data_inputs[0].name
-        axis = self.batch_axis[name]
-        return 1 if axis is None else int(feed[name].shape[axis])
+        """B, read off the first data input that has a batch axis (1 when none has)."""
+        for spec in self.io.data_inputs:
+            axis = self.batch_axis[spec.name]
+            if axis is not None:
+                return int(feed[spec.name].shape[axis])
+        return 1
 
     def time_major(self, name: str, array: np.ndarray) -> np.ndarray:
         """Swap ``array`` between the artifact's layout of IO tensor ``name`` and time-major (T, B, ...).

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import runtime
-from export.shakespeare import DATA, MAX_VAL_LOSS
-from export.verify import ATOL, RTOL, backends_for
+from export.zoo.shakespeare import DATA, MAX_VAL_LOSS
+from export.verify import ATOL, RTOL
+from export.zoo.build import subject_for
 
 from .conftest import ARTIFACTS, ROOT, loaded, run_cli
 
@@ -23,8 +24,8 @@ lm = loaded("char-shakespeare")
 
 def eager_greedy(prompt: str, n: int, lm: runtime.CharLM) -> str:
     """Greedy decoding with the eager torch model: the reference the runtime must match."""
-    bk = backends_for(LM)
-    eager = bk.by_name["eager"]
+    bk = subject_for(LM)
+    eager = bk.backends["eager"]
     ids = np.concatenate([[lm.bos_id], lm.encode(prompt)]).astype(np.int64)[:, None]  # (T, 1)
     out = eager({"chars": ids})
     text = []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from export.registry import REGISTRY
-from export.seeds import HELLO
+from export.zoo.registry import REGISTRY
+from export.zoo.seeds import HELLO
 
 from .conftest import run_cli
 

@@ -13,7 +13,7 @@ import torch
 
 import runtime
 from export.convert import declared_shapes
-from export.registry import REGISTRY
+from export.zoo.registry import REGISTRY
 from runtime.artifact import ONNX_FILE, TORCHSCRIPT_FILE, read_manifest, sha256_bytes
 
 from .conftest import ARTIFACTS, ROOT, run_cli

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import runtime
-from export import build
+from export import write
 from runtime.artifact import MANIFEST
 
 from .conftest import ARTIFACTS, ROOT
@@ -77,7 +77,7 @@ def test_killing_an_export_at_any_moment_loses_nothing(tmp_path):
 
 def test_a_kill_between_the_two_renames_keeps_the_previous_artifact_and_the_next_export_restores_it(
         tmp_path, monkeypatch):
-    """_replace moves the previous artifact aside, then the new one in: dying in between leaves NAME absent (an
+    """publish moves the previous artifact aside, then the new one in: dying in between leaves NAME absent (an
     artifact folder is complete or absent) and the previous one intact, which the next export puts back."""
     out = tmp_path / "out"
     shutil.copytree(ARTIFACTS / NAME, out / NAME)
@@ -95,13 +95,13 @@ def test_a_kill_between_the_two_renames_keeps_the_previous_artifact_and_the_next
 
     monkeypatch.setattr(Path, "rename", dies_after_first_rename)
     with pytest.raises(KeyboardInterrupt):
-        build._replace(new, out / NAME)
+        write.publish(new, out / NAME)
     monkeypatch.setattr(Path, "rename", real_rename)
     assert not (out / NAME).exists()
     old = [p for p in out.iterdir() if p.name.endswith(".old")]
     assert len(old) == 1 and (old[0] / NAME / MANIFEST).read_bytes() == previous
 
-    removed = build.clean_stale(out, NAME)  # what the next export of NAME does first
+    removed = write.clean_stale(out, NAME)  # what the next export of NAME does first
     assert sorted(p.name for p in removed) == sorted([old[0].name, new.name])
     assert assert_good(out / NAME, previous) == "previous" and leftovers(out) == []
 
@@ -116,9 +116,9 @@ def test_leftovers_of_a_live_export_are_left_alone(tmp_path):
         dead.mkdir()
         other = out / ".pos-tutorial.999999999.xyz.partial"  # another model's: not this export's business
         other.mkdir()
-        assert build.clean_stale(out, NAME) == [dead]
+        assert write.clean_stale(out, NAME) == [dead]
         assert live.exists() and other.exists() and not dead.exists()
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert build.clean_stale(out, NAME) == [live]
+    assert write.clean_stale(out, NAME) == [live]

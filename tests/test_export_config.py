@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from export.ewt import CHECKPOINT, DATA, DEV_FILE, TRAIN_FILE
+from export.zoo.ewt import CHECKPOINT, DATA, DEV_FILE, TRAIN_FILE
 from runtime.artifact import sha256_bytes
 
 from .conftest import run_cli

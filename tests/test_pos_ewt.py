@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import runtime
-from export.ewt import DATA, MIN_DEV_ACCURACY, read_conllu
-from export.spec import DataError
-from export.verify import ATOL, RTOL, backends_for
+from export.zoo.ewt import DATA, MIN_DEV_ACCURACY, read_conllu
+from export.zoo.spec import DataError
+from export.verify import ATOL, RTOL
+from export.zoo.build import subject_for
 
 from .conftest import ARTIFACTS, loaded, run_cli
 
@@ -80,12 +81,12 @@ def test_tag_batch_of_mixed_lengths_equals_tagging_each_alone(tagger, dev_sample
 def test_padded_batches_equal_single_sentences_on_every_backend(dev_sample):
     """Eager torch (pack_padded_sequence), TorchScript and ONNX Runtime: a padded batch gives each sentence's
     own scores, and the backends agree."""
-    bk = backends_for(POS_EWT)
+    bk = subject_for(POS_EWT)
     tagger = runtime.load(POS_EWT)
     sentences = [dev_sample[5], dev_sample[40], dev_sample[-1], dev_sample[0]]  # lengths vary widely
     t = max(len(s) for s in sentences)
     batch_feed = tagger.inputs(sentences)
-    for name, fn in bk.by_name.items():
+    for name, fn in bk.backends.items():
         batch = fn(batch_feed)["scores"]
         for b, s in enumerate(sentences):
             alone = fn(tagger.inputs([s]))["scores"][:, 0]
@@ -133,8 +134,8 @@ def test_training_recipe_runs_end_to_end_on_a_small_corpus(tmp_path):
     sentences with a tiny network: one epoch, a checkpoint that loads and tags."""
     import torch
 
-    from export.ewt import DEV_FILE, TRAIN_FILE, TrainConfig, train
-    from export.models import CharBiLSTMTagger, TaggerConfig
+    from export.zoo.ewt import DEV_FILE, TRAIN_FILE, TrainConfig, train
+    from export.zoo.models import CharBiLSTMTagger, TaggerConfig
 
     blocks = lzma.decompress((DATA / DEV_FILE).read_bytes()).decode("utf-8").split("\n\n")
     (tmp_path / TRAIN_FILE).write_bytes(lzma.compress(("\n\n".join(blocks[:100]) + "\n\n").encode("utf-8")))

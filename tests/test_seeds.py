@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import runtime
-from export.registry import REGISTRY
-from export.seeds import HELLO, TOY_DATA
+from export.zoo.registry import REGISTRY
+from export.zoo.seeds import HELLO, TOY_DATA
 
 from .conftest import ARTIFACTS
 

@@ -1,6 +1,6 @@
 """pos-ewt: a part-of-speech tagger for real English (UD English EWT, 17 UPOS tags), small and fast for the edge.
 
-Data: the vendored train and dev splits (``export/data/ud_english_ewt``); the test split is held out. Model
+Data: the vendored train and dev splits (``export/zoo/data/ud_english_ewt``); the test split is held out. Model
 selection and tuning use dev only. ``make run`` exports the committed checkpoint; ``python -m export pos-ewt
 --retrain`` trains from scratch (progress bar with loss, dev accuracy and tokens/s; curve saved as a PNG).
 """
@@ -26,7 +26,8 @@ from runtime.artifact import INT8_FILE, ONNX_FILE
 from runtime.tagger import normalize_word, spell, word_chars
 from .models import CharBiLSTMTagger, TaggerConfig
 from .plots import png, pyplot
-from .spec import Check, DataError, ModelSpec, Trained, checkpoint, data_dir, training_record
+from ..api import Check
+from .spec import DataError, ModelSpec, Trained, checkpoint, data_dir, training_record
 
 DATA = Path(__file__).parent / "data" / "ud_english_ewt"
 CHECKPOINT = Path(__file__).parent / "checkpoints" / "pos-ewt.pt"

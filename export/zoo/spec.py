@@ -1,4 +1,4 @@
-"""What every registered model is: how to make it (a recipe returning ``Trained``), what its artifact must
+"""What every registered model of the zoo is: how to make it (a recipe returning ``Trained``), what its artifact must
 show (``Check``s), and the checkpoint files of models too slow to retrain on every ``make run``."""
 
 from __future__ import annotations
@@ -11,21 +11,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-import runtime
+from ..api import Check
 from .models import NetConfig, TaggerConfig, build_any, config_from_json
 
 
 class DataError(Exception):
     """Training data or a checkpoint is missing or malformed."""
-
-
-@dataclass(frozen=True)
-class Check:
-    """A fact the artifact must show (a seed's printed tensor, an accuracy, a size). ``run`` gets the artifact
-    loaded through the runtime and returns (ok, detail). Export and the test suite run the same checks."""
-
-    what: str
-    run: Callable[[runtime.Model], tuple[bool, str]]
 
 
 @dataclass

@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 import runtime
 from .models import NetConfig, build
-from .spec import Check, ModelSpec, Trained
+from ..api import Check
+from .spec import ModelSpec, Trained
 
 # A printed 4-decimal number is within half a unit of its last place of the true value.
 PRINTED_4DP = 0.5e-4 + 1e-6

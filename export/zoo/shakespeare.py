@@ -22,7 +22,8 @@ from tqdm import tqdm
 import runtime
 from .models import NetConfig, build
 from .plots import png, pyplot
-from .spec import Check, DataError, ModelSpec, Trained, checkpoint, data_dir, training_record
+from ..api import Check
+from .spec import DataError, ModelSpec, Trained, checkpoint, data_dir, training_record
 
 DATA = Path(__file__).parent / "data" / "tinyshakespeare" / "input.txt.xz"
 CHECKPOINT = Path(__file__).parent / "checkpoints" / "char-shakespeare.pt"

@@ -1,0 +1,290 @@
+"""``export_module``: any trained torch module -> a verified artifact folder (TorchScript + ONNX + manifest).
+
+    describe (signature.py) -> TorchScript (convert.py) -> ONNX, first path that keeps the axes (convert.py,
+    probed by verify.py) -> full verification (verify.py) -> int8 (optional) -> checks -> write (write.py)
+
+Nothing is written at ``folder`` unless every check passed; the caller's torch state (random generators, grad
+mode, anything it scripted before) is as it was after the call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+import runtime
+from runtime.artifact import (BATCH, INT8_FILE, ONNX_FILE, TIME, TORCHSCRIPT_FILE, IOSpec, Manifest, sha256_bytes,
+                              write_manifest)
+from .convert import (EXPORTERS, ONNX_PATHS, OPSET, ExportError, add_metadata, check_onnx, quantize_int8, to_onnx,
+                      to_torchscript, quiet_export_tools)
+from .diagnose import explain, pinned_places, suspect_symbols
+from .feeds import Custom, Plan
+from .rewrite import keep_packed_outputs
+from .signature import AttributeGuard, Signature, SignatureError, infer, torch_backend, unflatten
+from .verify import (Case, Diff, ParityError, Subject, case_feed, check_backends, raise_on_failure, runtime_backend, summarize,
+                     verify)
+from .write import publish, staging
+
+INT8_MAX_ERROR = 0.1  # int8 vs fp32: RMS of the difference / RMS of fp32, per float output
+
+
+@dataclass(frozen=True)
+class Check:
+    """A fact the artifact must show (a seed's printed tensor, an accuracy, a size). ``run`` gets the artifact
+    loaded through the runtime and returns (ok, detail)."""
+
+    what: str
+    run: Callable[[runtime.Model], tuple[bool, str]]
+
+
+def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_names: Sequence[str],
+                  axes: dict[str, dict[int, str]], output_names: Sequence[str] | None = None,
+                  lengths: str | None = None, state: dict[str, str] | None = None, int8: bool = False,
+                  force: bool = False, *, exporter: str = "auto", kind: str = "module", name: str | None = None,
+                  config: dict | None = None, vocab: dict | None = None, info: dict | None = None,
+                  checks: Sequence[Check] = (), facts: Sequence[tuple[str, bool, str]] = (),
+                  custom_inputs: Custom | None = None, extra_files: dict[str, bytes] | None = None,
+                  log: Callable[[str], None] | None = None) -> Path:
+    """Export ``model`` to TorchScript and ONNX with its ``axes`` dynamic, verify it, and write ``folder``.
+
+    ``args``: forward's example arguments as torch.onnx.export takes them (a tuple of tensors and nested tuples
+    of tensors); ``input_names`` name the flattened tensors in order; ``axes`` maps input names to
+    ``{axis: symbol}`` ("time", "batch", or any other name, e.g. "width"); outputs' axes are learned by running
+    the module. ``lengths`` names the input holding each sequence's valid length along "time"; ``state`` maps
+    state inputs to the outputs that continue them ({"h_0": "h_n"}), detected when not given. ``int8`` also
+    writes model.int8.onnx, checked against fp32. ``force`` replaces an existing folder.
+
+    The keyword-only arguments are for model zoos built on this function (the registered models use them):
+    ``exporter`` ("auto" tries torch's TorchScript-based exporter on the traced module, then on the scripted
+    module, then the dynamo exporter, and keeps the first that passes; "torchscript" or "dynamo" restrict it),
+    ``kind``/``config``/``vocab`` for the runtime class that loads the artifact, ``info`` for the manifest's
+    export record, ``checks``/``facts`` for model-specific facts, ``custom_inputs`` for inputs that generated
+    random tensors cannot be (see feeds.py), ``extra_files`` written beside the model, ``log`` for progress lines.
+
+    Returns the artifact folder; raises ExportError (bad arguments, unsupported layers, pinned axes) or
+    ParityError (backends disagree), and writes nothing then.
+    """
+    started = time.perf_counter()
+    say = log or (lambda message: None)
+    if not isinstance(model, torch.nn.Module):
+        raise ExportError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if exporter not in EXPORTERS:
+        raise ExportError(f"exporter: expected one of {EXPORTERS}, got {exporter!r}")
+    dest = Path(folder)
+    name = name or dest.name
+    if dest.exists() and not force:
+        raise ExportError(f"{dest} exists; pass force=True (--force) to replace it")
+    if dest.exists() and not dest.is_dir():
+        raise ExportError(f"{dest}: expected an artifact folder, got a file")
+    refuse_unsupported(model)
+
+    grad = torch.is_grad_enabled()
+    guard = AttributeGuard(model)
+    try:
+        with torch.random.fork_rng(), torch.no_grad():
+            model.eval()
+            try:
+                sig = infer(model, args, list(input_names), axes, list(output_names) if output_names else None,
+                            lengths, state, custom_inputs, guard)
+            except SignatureError as e:
+                raise ExportError(f"{name}: {e}") from None
+            say(f"{name}: IO {_io_line(sig)}")
+            with staging(dest) as tmp:
+                manifest = _build(model, sig, tmp, name, kind, exporter, config, vocab, info, int8, checks, facts,
+                                  custom_inputs, extra_files or {}, say)
+                manifest.export["seconds"] = round(time.perf_counter() - started, 1)
+                write_manifest(tmp, manifest)
+                publish(tmp, dest)
+    finally:
+        torch.set_grad_enabled(grad)
+        guard.restore(model)
+    return dest
+
+
+def refuse_unsupported(model: torch.nn.Module) -> None:
+    """Layers no ONNX path keeps, refused before any work, in one line."""
+    for path, m in model.named_modules():
+        if isinstance(m, torch.nn.LSTM) and m.proj_size > 0:
+            raise ExportError(f"{path or 'model'}: nn.LSTM(proj_size={m.proj_size}) is not supported: torch 2.13's "
+                              f"ONNX exporters cannot export LSTMs with projections (the ONNX LSTM operator has no "
+                              f"projection); use proj_size=0 or a Linear layer after the LSTM")
+
+
+def _io_line(sig: Signature) -> str:
+    def fmt(t):
+        return f"{t.name}{list(t.shape)}"
+    state = f"; state {dict(sig.io.state)}" if sig.io.state else ""
+    lengths = f"; lengths {sig.io.lengths!r}" if sig.io.lengths else ""
+    return (", ".join(fmt(t) for t in sig.io.inputs) + " -> " + ", ".join(fmt(t) for t in sig.io.outputs)
+            + state + lengths)
+
+
+def _build(model, sig: Signature, tmp: Path, name: str, kind: str, exporter: str, config, vocab, info, int8: bool,
+           checks, facts, custom, extra_files: dict[str, bytes], say) -> Manifest:
+    args = _example_args(sig)
+    say(f"{name}: TorchScript ...")
+    sig.guard.restore(model)
+    ts_method, ts_reason = to_torchscript(model, args, tmp / TORCHSCRIPT_FILE)
+    with quiet_export_tools():  # torch.jit.load's deprecation warning
+        scripted = torch.jit.load(str(tmp / TORCHSCRIPT_FILE))
+    manifest = Manifest(name=name, kind=kind, config=config or {}, io=sig.io, vocab=vocab or {},
+                        export={"torchscript": {"method": ts_method, "reason": ts_reason}, "opset": OPSET,
+                                "torch": torch.__version__, "onnx": onnx.__version__,
+                                "onnxruntime": onnxruntime.__version__, "signature": sig.notes, **(info or {})},
+                        parity={"plan": sig.plan.to_json()})
+    subject = Subject(name, kind, sig.io, sig.plan,
+                      {"eager": torch_backend(model, sig.io, sig.structure, sig.guard),
+                       "torchscript": torch_backend(scripted, sig.io, sig.structure, sig.guard)},
+                      custom, {"eager": model, "torchscript": scripted})
+
+    paths = {"auto": ONNX_PATHS, "torchscript": ONNX_PATHS[:2], "dynamo": ONNX_PATHS[2:]}[exporter]
+    attempts: list[str] = []
+    chosen = None
+    for path in paths:
+        if path == "scripted" and ts_method != "script":
+            attempts.append("scripted: skipped (the module does not script)")
+            continue
+        say(f"{name}: ONNX via {path} ...")
+        ok, detail = _try_onnx(model if path != "scripted" else scripted, args, tmp, manifest, sig, subject, path)
+        attempts.append(f"{path}: {detail}")
+        if ok:
+            chosen = path
+            break
+    manifest.export.update(_exporter_record(chosen, attempts))
+    if chosen is None:
+        failures = "\n".join(f"  {a}" for a in attempts)
+        raise ExportError(f"{name}: no ONNX path keeps the declared axes dynamic; not written:\n{failures}")
+
+    files = [ONNX_FILE, TORCHSCRIPT_FILE]
+    for file_name, data in extra_files.items():
+        (tmp / file_name).write_bytes(data)
+        files.append(file_name)
+    if int8:
+        quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
+        check_onnx(tmp / INT8_FILE, sig.io)
+        files.append(INT8_FILE)
+    manifest.files = {f: sha256_bytes((tmp / f).read_bytes()) for f in files}
+    write_manifest(tmp, manifest)
+
+    say(f"{name}: verifying eager, TorchScript and ONNX Runtime ...")
+    loaded = runtime.load(tmp)
+    subject.backends["onnxruntime"] = runtime_backend(loaded)
+    diffs = verify(subject)
+    if ts_method == "trace" and not all(d.ok for d in diffs):
+        diffs.append(Diff(name, "TorchScript", Case((), False), "-", np.inf, np.inf, False,
+                          error=f"model.pt was traced ({ts_reason}) and fails the length checks above"))
+    results = [{"what": what, "ok": ok, "detail": detail} for what, ok, detail in facts]
+    if int8:
+        results.append(_int8_check(subject, tmp))
+    for check in checks:
+        ok, detail = check.run(loaded)
+        results.append({"what": check.what, "ok": ok, "detail": detail})
+    manifest.parity = {**summarize(diffs, subject), "checks": results, "plan": sig.plan.to_json()}
+    write_manifest(tmp, manifest)
+    if not all(d.ok for d in diffs):
+        diagnosis = _diagnose(model, args, sig, diffs)
+        try:
+            raise_on_failure(diffs)
+        except ParityError as e:
+            raise ParityError(f"{name}: {e}" + (f"\n{diagnosis}" if diagnosis else "")) from None
+    failed = [c for c in results if not c["ok"]]
+    if failed:
+        raise ParityError("artifact check(s) failed:\n" + "\n".join(f"  {name}: {c['what']}: {c['detail']}"
+                                                                     for c in failed))
+    return manifest
+
+
+def _example_args(sig: Signature) -> tuple:
+    args = unflatten(sig.structure, sig.example)
+    return args if isinstance(args, tuple) else (args,)
+
+
+def _try_onnx(module, args, tmp: Path, manifest: Manifest, sig: Signature, subject: Subject,
+              path: str) -> tuple[bool, str]:
+    """Export by ``path`` into tmp/model.onnx and probe it against eager at sizes other than the example's:
+    (passed, what happened), with the pinned axis and its source line where found."""
+    onnx_path = tmp / ONNX_FILE
+    note = ""
+    sig.guard.restore(module)
+    try:
+        try:
+            to_onnx(module, args, onnx_path, sig.io, sig.structure, path)
+        except Exception:
+            rewritten, layers = keep_packed_outputs(module) if path == "traced" else (module, [])
+            if not layers:
+                raise
+            to_onnx(rewritten, args, onnx_path, sig.io, sig.structure, path)
+            note = f" (after keeping the packed outputs of {layers} used: see export/rewrite.py)"
+        add_metadata(onnx_path, manifest)
+        check_onnx(onnx_path, sig.io)
+    except Exception as e:  # each exporter fails in its own way; the reason is recorded and the next tried
+        return False, f"export failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
+    manifest.files = {ONNX_FILE: sha256_bytes(onnx_path.read_bytes())}
+    write_manifest(tmp, manifest)
+    probe = Subject(subject.name, subject.kind, sig.io, sig.plan,
+                    {"eager": subject.backends["eager"], "onnxruntime": runtime_backend(runtime.load(tmp))},
+                    subject.custom)
+    diffs = [d for c in probe_cases(sig.plan, sig.io) for d in check_backends(probe, c)]
+    bad = [d for d in diffs if not d.ok]
+    if not bad:
+        return True, f"ok: every probe passed{note}"
+    diagnosis = _diagnose(module, args, sig, diffs) if path != "scripted" else ""
+    return False, f"{len(bad)} of {len(diffs)} probe comparisons failed, e.g. {bad[0]}" + (
+        f"\n{diagnosis}" if diagnosis else "")
+
+
+def probe_cases(plan: Plan, io: IOSpec) -> list[Case]:
+    """The example's sizes, then each symbol at its smallest and largest verified size."""
+    base = {s: plan.example[s] for s in plan.sizes}
+    grid = [dict(base)]
+    for s, sizes in plan.sizes.items():
+        grid += [{**base, s: min(sizes)}, {**base, s: max(sizes)}]
+    if TIME in base and BATCH in base:
+        grid.append({**base, TIME: max(plan.sizes[TIME]), BATCH: max(plan.sizes[BATCH])})
+    unique = list(dict.fromkeys(tuple(g.items()) for g in grid))
+    return [Case(sizes, bool(io.state)) for sizes in unique]
+
+
+def _diagnose(module, args, sig: Signature, diffs: list[Diff]) -> str:
+    suspects = suspect_symbols(diffs, sig.plan.example)
+    if not suspects or isinstance(module, torch.jit.ScriptModule):
+        return explain(diffs, sig.io, sig.plan.example, [])
+    return explain(diffs, sig.io, sig.plan.example, pinned_places(module, args, sig.plan.example, suspects))
+
+
+def _exporter_record(chosen: str | None, attempts: list[str]) -> dict:
+    calls = {"traced": "torch.onnx.export(model, dynamo=False): the TorchScript-based exporter, tracing the module",
+             "scripted": "torch.onnx.export(torch.jit.script(model), dynamo=False): the TorchScript-based exporter "
+                         "on the scripted module (Python loops and len() stay dynamic)",
+             "dynamo": "torch.onnx.export(model, dynamo=True): torch's default exporter"}
+    return {"exporter": {"traced": "torchscript", "scripted": "torchscript", "dynamo": "dynamo"}.get(chosen),
+            "onnx_path": chosen, "exporter_call": calls.get(chosen),
+            "exporter_reason": (f"first of {list(calls)} whose graph passed the length probes against eager"
+                                if chosen else "no path passed"),
+            "exporter_attempts": attempts}
+
+
+def _int8_check(subject: Subject, tmp: Path) -> dict:
+    """int8 vs fp32 through the runtime on the probe sizes: relative RMS error per float output."""
+    fp32, q = runtime.load(tmp), runtime.load(tmp, variant="int8")
+    worst, where = 0.0, ""
+    for case in probe_cases(subject.plan, subject.io):
+        feed = case_feed(subject, case)
+        a, b = fp32.run(**feed), q.run(**feed)
+        for spec in subject.io.outputs:
+            if spec.dtype != "float32":
+                continue
+            ref = a[spec.name].astype(np.float64)
+            err = float(np.sqrt(np.mean((b[spec.name] - ref) ** 2)) / max(np.sqrt(np.mean(ref ** 2)), 1e-12))
+            if err > worst:
+                worst, where = err, f"{spec.name} at {case}"
+    ok = worst <= INT8_MAX_ERROR
+    return {"what": f"int8 vs fp32: relative RMS error of every float output <= {INT8_MAX_ERROR}", "ok": ok,
+            "detail": f"worst {worst:.4f} ({where})"}

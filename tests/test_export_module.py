@@ -1,0 +1,276 @@
+"""Users' own models through the public API (``export.export_module``) and the CLI (``python -m export --module``).
+
+The models (tests/user_models.py) are written the way people publish them, each with its own forward signature:
+pytorch/examples' RNNModel (LSTM with a nested (h, c) argument, GRU, RNN_TANH, tied weights) whose log-probs are
+flattened to (T*B, V); a CRNN whose time axis derives from the image width; a packed-sequence bidirectional GRU
+classifier with a lengths input and a (B, C) output; a batch_first 2-layer bidirectional GRU; an nn.LSTMCell
+looped over time in Python; nn.LSTM(proj_size=...); and seed 000's LSTMTagger as written.
+
+Invariants: each exportable model is written as an artifact whose manifest records the IO learned by running it
+(symbolic axes, state pairs, lengths) and passing parity; the torch-free runtime gives eager's outputs; what no
+exporter can keep dynamic fails naming the axis, its pinned size, the operator and the source line; nothing
+the caller had (scripted modules, random state, grad mode, module attributes) changes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import export
+import runtime
+from export.verify import ATOL, RTOL
+
+from . import user_models
+from .conftest import ROOT, run_cli
+
+# name -> (lengths input, expected output shapes, expected state pairs, TorchScript method, ONNX path)
+EXPORTABLE = {
+    "rnnmodel_lstm": (None, [("time*batch", 40), (2, "batch", 24), (2, "batch", 24)],
+                      [("h_0", "output_1"), ("c_0", "output_2")], "script", "traced"),
+    "rnnmodel_gru": (None, [("time*batch", 40), (2, "batch", 24)], [("h_0", "output_1")], "script", "traced"),
+    "rnnmodel_rnn_tanh": (None, [("time*batch", 40), (2, "batch", 24)], [("h_0", "output_1")], "script", "traced"),
+    "rnnmodel_tied": (None, [("time*batch", 40), (2, "batch", 24), (2, "batch", 24)],
+                      [("h_0", "output_1"), ("c_0", "output_2")], "script", "traced"),
+    "crnn": (None, [("width/4", "batch", 20)], [], "script", "traced"),
+    "packed_gru_classifier": ("text_lengths", [("batch", 4)], [], "script", "traced"),
+    "bigru_tagger": (None, [("batch", "time", 5)], [], "script", "traced"),
+    "lstmcell_decoder": (None, [("time", "batch", 16), ("batch", 16), ("batch", 16)],
+                         [("h_0", "output_1"), ("c_0", "output_2")], "script", "scripted"),
+}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Every exportable user model, exported once for the module's tests."""
+    root = tmp_path_factory.mktemp("user")
+    folders = {}
+    for name, (lengths, *_rest) in EXPORTABLE.items():
+        model, args, names, axes = user_models.CASES[name]()
+        folders[name] = export.export_module(model, args, root / name, names, axes, lengths=lengths)
+    return folders
+
+
+@pytest.mark.parametrize("name", list(EXPORTABLE))
+def test_user_model_exports_with_learned_io_and_passing_parity(exported, name):
+    lengths, shapes, state, ts_method, onnx_path = EXPORTABLE[name]
+    m = runtime.load(exported[name]).manifest
+    assert m.kind == "module" and m.name == name
+    assert [tuple(o.shape) for o in m.io.outputs] == shapes, f"{name}: {m.io.outputs}"
+    assert [tuple(p) for p in m.io.state] == state, f"{name}: state {m.io.state}"
+    assert m.io.lengths == lengths, name
+    assert m.export["torchscript"]["method"] == ts_method, f"{name}: {m.export['torchscript']}"
+    assert m.export["onnx_path"] == onnx_path, f"{name}: {m.export['exporter_attempts']}"
+    p = m.parity
+    assert p["ok"] and p["failures"] == [], f"{name}: {p['failures']}"
+    assert p["backends"] == ["eager", "torchscript", "onnxruntime"], name
+    assert p["stepping_equals_whole"] is (True if state else None), name
+    assert p["padded_equals_alone"] is (True if lengths else None), name
+    if "time" in m.parity["sizes"]:
+        t = m.parity["plan"]["example"]["time"]
+        assert m.parity["sizes"]["time"] == sorted({1, 2, t, 3 * t, 256}), name
+    assert m.parity["sizes"]["batch"] == [1, 3], name
+
+
+def test_crnn_width_is_verified_at_the_sizes_the_model_accepts(exported):
+    sizes = runtime.load(exported["crnn"]).manifest.parity["sizes"]["width"]
+    assert 48 in sizes and len(sizes) >= 3 and min(sizes) >= 4, sizes  # the conv stack needs width >= 4
+
+
+def _eager(model, args):
+    with torch.no_grad():
+        out = model(*args)
+    return [t.numpy() for t in export.signature.flat_outputs(out)]
+
+
+def test_runtime_equals_eager_torch_free(exported, tmp_path):
+    """Each artifact run by ``runtime.load(...).run(...)`` in a process without torch equals eager, at sizes
+    other than the example's."""
+    rng = np.random.default_rng(1)
+    feeds, want = {}, {}
+    for name in EXPORTABLE:
+        model, args, names, axes = user_models.CASES[name]()
+        leaves, structure = export.signature.flatten(args)
+        for k, (t, b) in enumerate([(3, 2), (11, 1)]):
+            arrays = []
+            for n, leaf in zip(names, leaves):
+                shape = list(leaf.shape)
+                for axis, sym in axes.get(n, {}).items():
+                    shape[axis] = {"time": t, "batch": b, "width": 32 + 8 * k}[sym]
+                if n == "text_lengths":
+                    a = np.sort(rng.integers(1, t + 1, size=shape))[::-1].copy()
+                    a[0] = t
+                elif leaf.dtype == torch.int64:
+                    a = rng.integers(0, int(leaf.max()) + 1, size=shape)
+                else:
+                    a = rng.standard_normal(shape).astype(np.float32)
+                arrays.append(a)
+            tensors = export.signature.unflatten(structure, [torch.from_numpy(a) for a in arrays])
+            outs = _eager(model, tensors)
+            feeds[f"{name}/{k}"] = dict(zip(names, arrays))
+            want[f"{name}/{k}"] = outs
+    np.savez(tmp_path / "feeds.npz", **{f"{key}/{n}": a for key, feed in feeds.items() for n, a in feed.items()})
+    script = f"""
+import json, sys, numpy as np, runtime
+feeds = np.load({str(tmp_path / 'feeds.npz')!r})
+folders = {json.dumps({k: str(v) for k, v in exported.items()})}
+out = {{}}
+for key in sorted({{k.rsplit('/', 1)[0] for k in feeds.files}}):
+    name = key.split('/')[0]
+    m = runtime.load(folders[name])
+    feed = {{k.rsplit('/', 1)[1]: feeds[k] for k in feeds.files if k.rsplit('/', 1)[0] == key}}
+    for i, (o, a) in enumerate(m.run(**feed).items()):
+        out[f"{{key}}/{{i}}"] = a
+np.savez({str(tmp_path / 'out.npz')!r}, **out)
+assert "torch" not in sys.modules and "export" not in sys.modules, sorted(m for m in sys.modules if "torch" in m)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = np.load(tmp_path / "out.npz")
+    for key, outs in want.items():
+        for i, w in enumerate(outs):
+            np.testing.assert_allclose(got[f"{key}/{i}"], w, atol=10 * ATOL, rtol=RTOL, err_msg=f"{key} output {i}")
+
+
+def test_proj_size_is_refused_in_one_line_before_any_work(tmp_path):
+    model, args, names, axes = user_models.case_proj_lstm()
+    with pytest.raises(export.ExportError) as e:
+        export.export_module(model, args, tmp_path / "proj", names, axes)
+    assert "proj_size=8" in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_seed_lstm_tagger_pinned_time_axis_fails_naming_operator_and_line(tmp_path):
+    """Seed 000's LSTMTagger reshapes with ``len(sentence)``: tracing writes 5 into the graph, scripting's ONNX
+    export fails, and the dynamo exporter pins the input; the error names all of it."""
+    model, args, names, axes = user_models.case_lstm_tagger()
+    hidden_before = tuple(t.clone() for t in model.hidden)
+    with pytest.raises(export.ExportError) as e:
+        export.export_module(model, args, tmp_path / "tagger", names, axes)
+    message = str(e.value)
+    assert "axis 'time' is pinned to 5" in message and "inputs ['sentence']" in message, message
+    assert "aten::view" in message and "user_models.py:" in message and "len(sentence)" in message, message
+    for path in ("traced:", "scripted:", "dynamo:"):
+        assert path in message, message
+    assert list(tmp_path.iterdir()) == [], "a failed export left files"
+    assert all(torch.equal(a, b) for a, b in zip(model.hidden, hidden_before)), "forward's self.hidden not restored"
+
+
+def test_callers_torch_state_is_left_as_it_was(tmp_path):
+    """A module the caller scripted before still runs and saves (clearing TorchScript's class registry made it
+    segfault), and the random state and grad mode are unchanged. In a subprocess: a segfault is an exit code."""
+    script = f"""
+import sys, torch
+sys.path.insert(0, {str(ROOT / 'tests')!r})
+import export, user_models
+mine = torch.jit.script(user_models.BiGRUTagger(10, 16, 5).eval())
+x = torch.randn(2, 4, 10)
+before = mine(x)
+model, args, names, axes = user_models.case_bigru_tagger()  # the same class as the caller's: same TorchScript name
+torch.manual_seed(3)
+rng = torch.get_rng_state()
+torch.set_grad_enabled(True)
+export.export_module(model, args, {str(tmp_path / 'bigru')!r}, names, axes)
+assert torch.equal(torch.get_rng_state(), rng), "random state changed"
+assert torch.is_grad_enabled(), "grad mode changed"
+assert torch.equal(mine(x), before), "the caller's scripted module changed"
+mine.save({str(tmp_path / 'mine.pt')!r})
+assert torch.equal(torch.jit.load({str(tmp_path / 'mine.pt')!r})(x), before)
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), (proc.returncode, proc.stderr[-3000:])
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"input_names": ["input"]}, "expected 2 names"),
+    ({"axes": {"tokens": {0: "time"}}}, "axes: unknown input(s) ['tokens']"),
+    ({"axes": {"input": {5: "time"}, "h_0": {1: "batch"}}}, "axis 5 out of range"),
+    ({"axes": {"input": {0: "batch", 1: "batch"}, "h_0": {1: "batch"}}}, "one symbol must have one size"),
+    ({"lengths": "h_0"}, "lengths: input 'h_0' must be integer"),
+    ({"output_names": ["a"]}, "output_names: expected 2 names"),
+    ({"state": {"h_0": "nope"}}, "state['h_0']: unknown output 'nope'"),
+])
+def test_bad_arguments_fail_in_one_line_and_write_nothing(tmp_path, kwargs, expected):
+    model, args, names, axes = user_models.case_rnnmodel_gru()
+    call = {"input_names": names, "axes": axes, **kwargs}
+    with pytest.raises(export.ExportError) as e:
+        export.export_module(model, args, tmp_path / "m", **call)
+    assert expected in str(e.value), str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_folder_needs_force(exported):
+    model, args, names, axes = user_models.case_bigru_tagger()
+    with pytest.raises(export.ExportError, match="exists; pass force=True"):
+        export.export_module(model, args, exported["bigru_tagger"], names, axes)
+
+
+def test_given_names_and_state_are_used(tmp_path):
+    model, args, names, axes = user_models.case_rnnmodel_lstm()
+    folder = export.export_module(model, args, tmp_path / "lm", names, axes, output_names=["log_probs", "h_n", "c_n"],
+                                  state={"h_0": "h_n", "c_0": "c_n"}, int8=True)
+    m = runtime.load(folder)
+    assert [o.name for o in m.io.outputs] == ["log_probs", "h_n", "c_n"]
+    assert m.io.state == (("h_0", "h_n"), ("c_0", "c_n"))
+    int8 = [c for c in m.manifest.parity["checks"] if c["what"].startswith("int8")]
+    assert int8 and int8[0]["ok"], m.manifest.parity["checks"]
+    q = runtime.load(folder, variant="int8")
+    tokens = np.arange(12, dtype=np.int64).reshape(4, 3)
+    assert q.run(input=tokens)["log_probs"].shape == (12, 40)
+
+
+# ---- the CLI --------------------------------------------------------------------------------------------------
+
+RNN_KWARGS = {"rnn_type": "LSTM", "ntoken": 40, "ninp": 16, "nhid": 24, "nlayers": 2}
+
+
+def test_cli_exports_a_module_from_a_file_with_its_checkpoint(tmp_path):
+    model, _, _, _ = user_models.case_rnnmodel_lstm()
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / "weights.pt")
+    out = run_cli("export", "--module", "tests/user_models.py:RNNModel", "--kwargs", json.dumps(RNN_KWARGS),
+                  "--checkpoint", str(tmp_path / "weights.pt"), "--input", "input:int64[time=7,batch=3]:0..39",
+                  "--input", "h_0:float32[2,batch=3,24]", "--input", "c_0:float32[2,batch=3,24]",
+                  "--args", "input, (h_0, c_0)", "--output-names", "log_probs,h_n,c_n", "--out", str(tmp_path / "lm"))
+    assert out.returncode == 0, out.stderr
+    assert "| " + str(tmp_path / "lm") in out.stdout and "ok" in out.stdout, out.stdout
+    lm = runtime.load(tmp_path / "lm")
+    assert lm.io.state == (("h_0", "h_n"), ("c_0", "c_n"))
+    tokens = np.array([[1, 2], [3, 4], [5, 6]], dtype=np.int64)
+    with torch.no_grad():
+        want = model(torch.from_numpy(tokens), model.init_hidden(2))[0].numpy()
+    np.testing.assert_allclose(lm.run(input=tokens)["log_probs"], want, atol=10 * ATOL, rtol=RTOL)
+
+
+def test_cli_pinned_axis_exits_1_naming_the_line(tmp_path):
+    out = run_cli("export", "--module", "tests/user_models.py:LSTMTagger", "--kwargs",
+                  json.dumps({"embedding_dim": 6, "hidden_dim": 6, "vocab_size": 9, "tagset_size": 3}),
+                  "--input", "sentence:int64[time=5]:0..8", "--out", str(tmp_path / "tagger"))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "not written" in out.stderr and "pinned to 5" in out.stderr and "len(sentence)" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "tagger").exists()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--input", "x:float32[time=5"], "expected NAME:DTYPE[DIMS]"),
+    (["--input", "x:int64[time=5,batch=2]"], "integer inputs need their valid range"),
+    (["--input", "x:float32[time=5,batch=2]", "--args", "x, (y)"], "--args"),
+    (["--input", "x:float32[time=5,batch=2]", "--kwargs", "[1]"], "--kwargs: expected a JSON object"),
+])
+def test_cli_bad_specs_exit_2_in_one_line(tmp_path, argv, expected):
+    out = run_cli("export", "--module", "tests/user_models.py:BiGRUTagger", *argv, "--out", str(tmp_path / "m"))
+    assert out.returncode == 2, out.stdout + out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_module_and_names_are_exclusive(tmp_path):
+    out = run_cli("export", "lstm-tutorial", "--module", "tests/user_models.py:BiGRUTagger",
+                  "--input", "x:float32[batch=2,time=5,10]", "--out", str(tmp_path))
+    assert out.returncode == 2 and "error:" in out.stderr, out.stderr
