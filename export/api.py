@@ -9,7 +9,6 @@ mode, anything it scripted before) is as it was after the call.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -28,11 +27,29 @@ from .diagnose import explain, pinned_places, suspect_symbols
 from .feeds import Custom, Plan
 from .rewrite import keep_packed_outputs
 from .signature import AttributeGuard, Signature, SignatureError, infer, torch_backend, unflatten
-from .verify import (Case, Diff, ParityError, Subject, case_feed, check_backends, raise_on_failure, runtime_backend, summarize,
-                     verify)
+from .verify import (Case, Diff, ParityError, Subject, case_feed, check_backends, raise_on_failure, runtime_backend,
+                     summarize, verify)
 from .write import publish, staging
 
 INT8_MAX_ERROR = 0.1  # int8 vs fp32: RMS of the difference / RMS of fp32, per float output
+
+
+@dataclass
+class _Job:
+    """What one export_module call was asked for, beyond the module and its signature."""
+
+    name: str
+    kind: str
+    exporter: str
+    config: dict
+    vocab: dict
+    info: dict
+    int8: bool
+    checks: Sequence["Check"]
+    facts: Sequence[tuple[str, bool, str]]
+    custom: Custom | None
+    extra_files: dict[str, bytes]
+    say: Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -71,8 +88,6 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
     Returns the artifact folder; raises ExportError (bad arguments, unsupported layers, pinned axes) or
     ParityError (backends disagree), and writes nothing then.
     """
-    started = time.perf_counter()
-    say = log or (lambda message: None)
     if not isinstance(model, torch.nn.Module):
         raise ExportError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     if exporter not in EXPORTERS:
@@ -84,9 +99,14 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
     if dest.exists() and not dest.is_dir():
         raise ExportError(f"{dest}: expected an artifact folder, got a file")
     refuse_unsupported(model)
+    job = _Job(name, kind, exporter, config or {}, vocab or {}, info or {}, int8, checks, facts, custom_inputs,
+               extra_files or {}, log or (lambda message: None))
 
-    grad = torch.is_grad_enabled()
+    grad, threads = torch.is_grad_enabled(), torch.get_num_threads()
     guard = AttributeGuard(model)
+    # Verification runs eager torch hundreds of times on small tensors: one thread is 1.5-6x faster there than
+    # two (measured on nn.LSTM(64, 128, 2), T=256, B=3, on 2 cores), and the caller gets its setting back.
+    torch.set_num_threads(1)
     try:
         with torch.random.fork_rng(), torch.no_grad():
             model.eval()
@@ -95,15 +115,13 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
                             lengths, state, custom_inputs, guard)
             except SignatureError as e:
                 raise ExportError(f"{name}: {e}") from None
-            say(f"{name}: IO {_io_line(sig)}")
+            job.say(f"{name}: IO {_io_line(sig)}")
             with staging(dest) as tmp:
-                manifest = _build(model, sig, tmp, name, kind, exporter, config, vocab, info, int8, checks, facts,
-                                  custom_inputs, extra_files or {}, say)
-                manifest.export["seconds"] = round(time.perf_counter() - started, 1)
-                write_manifest(tmp, manifest)
+                _build(job, model, sig, tmp)
                 publish(tmp, dest)
     finally:
         torch.set_grad_enabled(grad)
+        torch.set_num_threads(threads)
         guard.restore(model)
     return dest
 
@@ -126,25 +144,26 @@ def _io_line(sig: Signature) -> str:
             + state + lengths)
 
 
-def _build(model, sig: Signature, tmp: Path, name: str, kind: str, exporter: str, config, vocab, info, int8: bool,
-           checks, facts, custom, extra_files: dict[str, bytes], say) -> Manifest:
+def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None:
+    """Everything between the learned signature and a complete, verified folder ``tmp``."""
+    name, say = job.name, job.say
     args = _example_args(sig)
     say(f"{name}: TorchScript ...")
     sig.guard.restore(model)
     ts_method, ts_reason = to_torchscript(model, args, tmp / TORCHSCRIPT_FILE)
     with quiet_export_tools():  # torch.jit.load's deprecation warning
         scripted = torch.jit.load(str(tmp / TORCHSCRIPT_FILE))
-    manifest = Manifest(name=name, kind=kind, config=config or {}, io=sig.io, vocab=vocab or {},
+    manifest = Manifest(name=name, kind=job.kind, config=job.config, io=sig.io, vocab=job.vocab,
                         export={"torchscript": {"method": ts_method, "reason": ts_reason}, "opset": OPSET,
                                 "torch": torch.__version__, "onnx": onnx.__version__,
-                                "onnxruntime": onnxruntime.__version__, "signature": sig.notes, **(info or {})},
+                                "onnxruntime": onnxruntime.__version__, "signature": sig.notes, **job.info},
                         parity={"plan": sig.plan.to_json()})
-    subject = Subject(name, kind, sig.io, sig.plan,
+    subject = Subject(name, job.kind, sig.io, sig.plan,
                       {"eager": torch_backend(model, sig.io, sig.structure, sig.guard),
                        "torchscript": torch_backend(scripted, sig.io, sig.structure, sig.guard)},
-                      custom, {"eager": model, "torchscript": scripted})
+                      job.custom, {"eager": model, "torchscript": scripted})
 
-    paths = {"auto": ONNX_PATHS, "torchscript": ONNX_PATHS[:2], "dynamo": ONNX_PATHS[2:]}[exporter]
+    paths = {"auto": ONNX_PATHS, "torchscript": ONNX_PATHS[:2], "dynamo": ONNX_PATHS[2:]}[job.exporter]
     attempts: list[str] = []
     chosen = None
     for path in paths:
@@ -163,10 +182,10 @@ def _build(model, sig: Signature, tmp: Path, name: str, kind: str, exporter: str
         raise ExportError(f"{name}: no ONNX path keeps the declared axes dynamic; not written:\n{failures}")
 
     files = [ONNX_FILE, TORCHSCRIPT_FILE]
-    for file_name, data in extra_files.items():
+    for file_name, data in job.extra_files.items():
         (tmp / file_name).write_bytes(data)
         files.append(file_name)
-    if int8:
+    if job.int8:
         quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
         check_onnx(tmp / INT8_FILE, sig.io)
         files.append(INT8_FILE)
@@ -177,28 +196,26 @@ def _build(model, sig: Signature, tmp: Path, name: str, kind: str, exporter: str
     loaded = runtime.load(tmp)
     subject.backends["onnxruntime"] = runtime_backend(loaded)
     diffs = verify(subject)
-    if ts_method == "trace" and not all(d.ok for d in diffs):
-        diffs.append(Diff(name, "TorchScript", Case((), False), "-", np.inf, np.inf, False,
-                          error=f"model.pt was traced ({ts_reason}) and fails the length checks above"))
-    results = [{"what": what, "ok": ok, "detail": detail} for what, ok, detail in facts]
-    if int8:
+    results = [{"what": what, "ok": ok, "detail": detail} for what, ok, detail in job.facts]
+    if job.int8:
         results.append(_int8_check(subject, tmp))
-    for check in checks:
+    for check in job.checks:
         ok, detail = check.run(loaded)
         results.append({"what": check.what, "ok": ok, "detail": detail})
     manifest.parity = {**summarize(diffs, subject), "checks": results, "plan": sig.plan.to_json()}
     write_manifest(tmp, manifest)
     if not all(d.ok for d in diffs):
-        diagnosis = _diagnose(model, args, sig, diffs)
+        notes = [_diagnose(model, args, sig, diffs)]
+        if ts_method == "trace":
+            notes.append(f"model.pt was traced: {ts_reason}")
         try:
             raise_on_failure(diffs)
         except ParityError as e:
-            raise ParityError(f"{name}: {e}" + (f"\n{diagnosis}" if diagnosis else "")) from None
+            raise ParityError("\n".join([f"{name}: {e}", *filter(None, notes)])) from None
     failed = [c for c in results if not c["ok"]]
     if failed:
         raise ParityError("artifact check(s) failed:\n" + "\n".join(f"  {name}: {c['what']}: {c['detail']}"
                                                                      for c in failed))
-    return manifest
 
 
 def _example_args(sig: Signature) -> tuple:
@@ -286,5 +303,6 @@ def _int8_check(subject: Subject, tmp: Path) -> dict:
             if err > worst:
                 worst, where = err, f"{spec.name} at {case}"
     ok = worst <= INT8_MAX_ERROR
+    advice = "" if ok else ": int8 changes this model's outputs too much; export it without int8"
     return {"what": f"int8 vs fp32: relative RMS error of every float output <= {INT8_MAX_ERROR}", "ok": ok,
-            "detail": f"worst {worst:.4f} ({where})"}
+            "detail": f"worst {worst:.4f} ({where}){advice}"}

@@ -20,6 +20,7 @@ import importlib.util
 import json
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,6 +233,7 @@ def run(args: argparse.Namespace, table) -> int:
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    started = time.perf_counter()
     try:
         folder = export_module(model, example, args.out, names, {s.name: s.axes for s in specs if s.axes},
                                output_names=args.output_names.split(",") if args.output_names else None,
@@ -245,7 +247,7 @@ def run(args: argparse.Namespace, table) -> int:
     table(["artifact", "exporter", "comparisons", "max abs diff", "stepping", "padded", "status"],
           [(str(folder), f"{m.export['exporter']} ({m.export['onnx_path']})", str(p["comparisons"]),
             f"{p['max_abs_diff']:.1e}", _yes(p["stepping_equals_whole"]), _yes(p["padded_equals_alone"]),
-            f"ok {m.export['seconds']:.1f}s")])
+            f"ok {time.perf_counter() - started:.1f}s")])
     return 0
 
 

@@ -22,6 +22,7 @@ import torch
 
 from runtime.artifact import BATCH, TIME, IOSpec, TensorSpec
 from .feeds import Feed, Plan, make_feed
+from .verify import BATCHES, LONG
 
 DTYPES = {torch.float32: "float32", torch.int64: "int64", torch.int32: "int32", torch.bool: "bool"}
 OTHER_SIZES = (1, 2, 3, 0.5, 2.0, 3.0)  # candidate sizes of a symbol other than time/batch: absolute or x example
@@ -202,10 +203,11 @@ def infer(model: torch.nn.Module, args: Any, input_names: list[str], axes: dict[
                 raise SignatureError(f"state[{i!r}]: unknown output {o!r}: expected names from "
                                      f"{[t.name for t in outputs]}")
         pairs = tuple(state.items())
-        notes.append(f"state pairs given: {list(pairs)}")
+        notes.append("state pairs given: " + ", ".join(f"{i} -> {o}" for i, o in pairs))
     else:
         pairs = _detect_state(io, structure, model, plan, custom, guard)
-        notes.append(f"state pairs detected: {list(pairs)}" if pairs else "no recurrent state pair detected")
+        notes.append("state pairs detected: " + ", ".join(f"{i} -> {o}" for i, o in pairs) if pairs
+                     else "no recurrent state pair detected")
     guard.restore(model)
     return Signature(IOSpec(io.inputs, io.outputs, pairs, lengths), plan, structure, leaves, guard, notes)
 
@@ -237,8 +239,6 @@ def _runs(model, io, structure, plan, sizes, custom, guard, seed=0) -> list[np.n
 def _probe_sizes(model, io, structure, plan, custom, guard) -> dict[str, list[int]]:
     """Sizes each symbol is verified at: time 1, 2, T, 3T, 256; batch 1, 3; any other symbol at the example and
     at the sizes among ``OTHER_SIZES`` that eager accepts (a conv front-end refuses too narrow an image)."""
-    from .verify import LONG, BATCHES
-
     sizes: dict[str, list[int]] = {}
     for sym, ex in plan.example.items():
         if sym == TIME:

@@ -102,13 +102,7 @@ class Tagger(Model):
         return feed
 
     def _check_feed(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        feed = super()._check_feed(arrays)
-        if LENGTHS in feed:
-            t = feed[WORDS].shape[self.io.input(WORDS).axis("time")]
-            bad = feed[LENGTHS][(feed[LENGTHS] < 1) | (feed[LENGTHS] > t)]
-            if bad.size:
-                raise ValueError(f"{self.name}: input 'lengths': expected values in [1, {t}] (the time axis), "
-                                 f"got {bad[:5].tolist()}")
+        feed = super()._check_feed(arrays)  # lengths within [1, T] included (the manifest names the lengths input)
         if self._spelled:
             rows = sum(feed[char_input(k)].shape[0] for k in range(1, len(self._char_buckets) + 2))
             bad = feed[SPELLING][(feed[SPELLING] < 0) | (feed[SPELLING] >= rows)]

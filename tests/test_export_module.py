@@ -175,9 +175,11 @@ model, args, names, axes = user_models.case_bigru_tagger()  # the same class as 
 torch.manual_seed(3)
 rng = torch.get_rng_state()
 torch.set_grad_enabled(True)
+torch.set_num_threads(2)
 export.export_module(model, args, {str(tmp_path / 'bigru')!r}, names, axes)
 assert torch.equal(torch.get_rng_state(), rng), "random state changed"
 assert torch.is_grad_enabled(), "grad mode changed"
+assert torch.get_num_threads() == 2, "torch's thread count changed"
 assert torch.equal(mine(x), before), "the caller's scripted module changed"
 mine.save({str(tmp_path / 'mine.pt')!r})
 assert torch.equal(torch.jit.load({str(tmp_path / 'mine.pt')!r})(x), before)
@@ -274,3 +276,13 @@ def test_cli_module_and_names_are_exclusive(tmp_path):
     out = run_cli("export", "lstm-tutorial", "--module", "tests/user_models.py:BiGRUTagger",
                   "--input", "x:float32[batch=2,time=5,10]", "--out", str(tmp_path))
     assert out.returncode == 2 and "error:" in out.stderr, out.stderr
+
+
+def test_runtime_checks_a_user_models_lengths_input(exported):
+    """The manifest names the lengths input, so the runtime refuses lengths outside [1, T] before onnxruntime."""
+    m = runtime.load(exported["packed_gru_classifier"])
+    text = np.ones((4, 2), dtype=np.int64)
+    assert m.run(text=text, text_lengths=np.array([4, 1]))["output_0"].shape == (2, 4)
+    for bad in ([5, 1], [4, 0]):
+        with pytest.raises(ValueError, match=r"'text_lengths': expected valid lengths in \[1, 4\]"):
+            m.run(text=text, text_lengths=np.array(bad))
