@@ -24,14 +24,18 @@ from runtime.artifact import (BATCH, INT8_FILE, ONNX_FILE, TIME, TORCHSCRIPT_FIL
 from .convert import (EXPORTERS, ONNX_PATHS, OPSET, ExportError, add_metadata, check_onnx, quantize_int8, to_onnx,
                       to_torchscript, quiet_export_tools)
 from .diagnose import explain, pinned_places, suspect_symbols
-from .feeds import Custom, Plan
-from .rewrite import keep_packed_outputs
+from .feeds import Custom, Feed, Plan
+from .rewrite import portable_recurrent
 from .signature import AttributeGuard, Signature, SignatureError, infer, torch_backend, unflatten
-from .verify import (Case, Diff, ParityError, Subject, case_feed, check_backends, raise_on_failure, runtime_backend,
-                     summarize, verify)
+from .verify import (OTHER_RUNTIMES, Case, Diff, ParityError, Subject, case_feed, check_backends, check_runtimes,
+                     raise_on_failure, runtime_backend, summarize, verify)
 from .write import publish, staging
 
 INT8_MAX_ERROR = 0.1  # int8 vs fp32: RMS of the difference / RMS of fp32, per float output
+# onnxruntime's dynamic quantization writes its own operators (com.microsoft DynamicQuantizeLSTM, MatMulInteger,
+# DynamicQuantizeLinear): model.int8.onnx is for onnxruntime only; model.onnx is the portable one.
+INT8_RUNTIMES = {"runtimes": ["onnxruntime"], "why": "onnxruntime dynamic quantization: com.microsoft "
+                 "DynamicQuantizeLSTM and integer MatMul operators, which other runtimes do not implement"}
 
 
 @dataclass
@@ -49,6 +53,7 @@ class _Job:
     facts: Sequence[tuple[str, bool, str]]
     custom: Custom | None
     extra_files: dict[str, bytes]
+    runtime_feeds: Callable[[runtime.Model], list[Feed]] | None
     say: Callable[[str], None]
 
 
@@ -68,6 +73,7 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
                   config: dict | None = None, vocab: dict | None = None, info: dict | None = None,
                   checks: Sequence[Check] = (), facts: Sequence[tuple[str, bool, str]] = (),
                   custom_inputs: Custom | None = None, extra_files: dict[str, bytes] | None = None,
+                  runtime_feeds: Callable[[runtime.Model], list[Feed]] | None = None,
                   log: Callable[[str], None] | None = None) -> Path:
     """Export ``model`` to TorchScript and ONNX with its ``axes`` dynamic, verify it, and write ``folder``.
 
@@ -83,7 +89,9 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
     module, then the dynamo exporter, and keeps the first that passes; "torchscript" or "dynamo" restrict it),
     ``kind``/``config``/``vocab`` for the runtime class that loads the artifact, ``info`` for the manifest's
     export record, ``checks``/``facts`` for model-specific facts, ``custom_inputs`` for inputs that generated
-    random tensors cannot be (see feeds.py), ``extra_files`` written beside the model, ``log`` for progress lines.
+    random tensors cannot be (see feeds.py), ``extra_files`` written beside the model, ``runtime_feeds`` for real
+    inputs (made with the loaded artifact, e.g. ``Tagger.inputs``) that the other ONNX runtimes are checked on too,
+    ``log`` for progress lines.
 
     Returns the artifact folder; raises ExportError (bad arguments, unsupported layers, pinned axes) or
     ParityError (backends disagree), and writes nothing then.
@@ -100,7 +108,7 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
         raise ExportError(f"{dest}: expected an artifact folder, got a file")
     refuse_unsupported(model)
     job = _Job(name, kind, exporter, config or {}, vocab or {}, info or {}, int8, checks, facts, custom_inputs,
-               extra_files or {}, log or (lambda message: None))
+               extra_files or {}, runtime_feeds, log or (lambda message: None))
 
     grad, threads = torch.is_grad_enabled(), torch.get_num_threads()
     guard = AttributeGuard(model)
@@ -196,13 +204,21 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
     loaded = runtime.load(tmp)
     subject.backends["onnxruntime"] = runtime_backend(loaded)
     diffs = verify(subject)
+    say(f"{name}: the same model.onnx in {', '.join(OTHER_RUNTIMES)} ...")
+    real = job.runtime_feeds(loaded) if job.runtime_feeds else []
+    cross, record = check_runtimes(subject, tmp / ONNX_FILE, real)
+    diffs += cross
     results = [{"what": what, "ok": ok, "detail": detail} for what, ok, detail in job.facts]
     if job.int8:
         results.append(_int8_check(subject, tmp))
     for check in job.checks:
         ok, detail = check.run(loaded)
         results.append({"what": check.what, "ok": ok, "detail": detail})
-    manifest.parity = {**summarize(diffs, subject), "checks": results, "plan": sig.plan.to_json()}
+    manifest.parity = {**summarize(diffs, subject), "checks": results, "plan": sig.plan.to_json(),
+                       "runtimes": {"onnxruntime": {"version": onnxruntime.__version__, "status": "reference"},
+                                    **record}}
+    if job.int8:
+        manifest.export["int8_runtimes"] = INT8_RUNTIMES
     write_manifest(tmp, manifest)
     if not all(d.ok for d in diffs):
         notes = [_diagnose(model, args, sig, diffs)]
@@ -228,17 +244,13 @@ def _try_onnx(module, args, tmp: Path, manifest: Manifest, sig: Signature, subje
     """Export by ``path`` into tmp/model.onnx and probe it against eager at sizes other than the example's:
     (passed, what happened), with the pinned axis and its source line where found."""
     onnx_path = tmp / ONNX_FILE
-    note = ""
     sig.guard.restore(module)
+    # The traced and dynamo paths export a copy whose recurrent layers are portable (rewrite.py); the scripted
+    # module keeps torch's own (the cross-runtime check tells whether its graph is portable).
+    portable, layers = portable_recurrent(module) if path != "scripted" else (module, [])
+    note = f" (recurrent layers {layers} in the portable form)" if layers else ""
     try:
-        try:
-            to_onnx(module, args, onnx_path, sig.io, sig.structure, path)
-        except Exception:
-            rewritten, layers = keep_packed_outputs(module) if path == "traced" else (module, [])
-            if not layers:
-                raise
-            to_onnx(rewritten, args, onnx_path, sig.io, sig.structure, path)
-            note = f" (after keeping the packed outputs of {layers} used: see export/rewrite.py)"
+        to_onnx(portable, args, onnx_path, sig.io, sig.structure, path)
         add_metadata(onnx_path, manifest)
         check_onnx(onnx_path, sig.io)
     except Exception as e:  # each exporter fails in its own way; the reason is recorded and the next tried

@@ -200,6 +200,10 @@ def _declare_shapes(path: Path, io: IOSpec) -> None:
     exporter declares fixed axes symbolic (``LogSoftmax..._dim_1``) and derived ones under its own names;
     ``check_onnx`` then holds the graph's own shape inference to these."""
     model = onnx.load(str(path))
+    # Intermediate shape hints are the exporter's guesses, named after whatever symbol it met first (a Range over
+    # the batch declared as "spellings_1"); tract refuses a graph whose hints disagree with its own inference
+    # ("Output mismatch after rewiring expansion"). Every runtime infers intermediate shapes itself: drop them.
+    del model.graph.value_info[:]
     specs = {t.name: t for t in io.inputs + io.outputs}
     for value in list(model.graph.input) + list(model.graph.output):
         spec = specs.get(value.name)

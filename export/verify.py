@@ -22,6 +22,7 @@ import numpy as np
 
 import runtime
 from runtime.artifact import BATCH, TIME, IOSpec, TensorSpec
+from . import runtimes
 from .feeds import Custom, Feed, Plan, make_feed
 
 # fp32 tolerances: |a - b| <= ATOL * max(1, max|b|) + RTOL * |b|, element-wise, b the whole output tensor. The
@@ -52,6 +53,8 @@ class Case:
         return dict(self.sizes).get(symbol, default)
 
     def __str__(self) -> str:
+        if not self.sizes:
+            return "(no inputs: at load)"
         where = " ".join(f"{'T' if s == TIME else 'B' if s == BATCH else s}={n}" for s, n in self.sizes)
         return f"{where} {'with' if self.initial_state else 'without'} initial state"
 
@@ -341,3 +344,93 @@ def raise_on_failure(diffs: list[Diff], limit: int = 40) -> None:
         shown = "\n".join(f"  {d}" for d in bad[:limit])
         more = f"\n  ... and {len(bad) - limit} more" if len(bad) > limit else ""
         raise ParityError(f"{len(bad)} of {len(diffs)} comparisons failed:\n{shown}{more}")
+
+
+# ---- the same ONNX file in other runtimes ---------------------------------------------------------------------
+
+OTHER_RUNTIMES = ("onnx-reference", "openvino", "tract")
+# Checked where it runs: tract refuses some valid graphs (a Loop, a TopK whose k is a symbolic size), at load or at
+# run, with an error; that is recorded, not failed. A wrong answer from a runtime that runs the graph fails.
+MAY_REFUSE = ("tract",)
+RUNTIME_MAX_T = 64  # the ONNX reference evaluator is pure numpy: ~1.4 s per call for char-shakespeare at T=50
+
+
+def runtime_cases(plan: Plan, io: IOSpec) -> list[Case]:
+    """Time 1, 2, T and 3T (at most RUNTIME_MAX_T), batch 1 and 3, with the initial state given; other symbols
+    at their smallest and largest verified sizes; each state-carrying case also once without initial state."""
+    base = {s: plan.example[s] for s in plan.sizes}
+    grid = []
+    times = sorted({1, 2, plan.example[TIME], min(3 * plan.example[TIME], RUNTIME_MAX_T)}) if TIME in base else [None]
+    for t in times:
+        for b in BATCHES if BATCH in base else (None,):
+            grid.append({**base, **({TIME: t} if t else {}), **({BATCH: b} if b else {})})
+    for s, sizes in plan.sizes.items():
+        if s not in (TIME, BATCH):
+            grid += [{**base, s: min(sizes)}, {**base, s: max(sizes)}]
+    unique = list(dict.fromkeys(tuple(g.items()) for g in grid))
+    cases_ = [Case(sizes, bool(io.state)) for sizes in unique]
+    if io.state:
+        cases_.append(Case(unique[-1], False))
+    return cases_
+
+
+def case_of(io: IOSpec, feed: Feed) -> Case:
+    """The sizes of a given feed (real inputs), as a case to name in reports."""
+    sizes: dict[str, int] = {}
+    for spec in io.inputs:
+        if spec.name in feed:
+            for d, n in zip(spec.shape, feed[spec.name].shape):
+                if d in (TIME, BATCH):
+                    sizes.setdefault(d, int(n))
+    return Case(tuple(sizes.items()), any(i in feed for i, _ in io.state))
+
+
+def complete(io: IOSpec, feed: Feed) -> Feed:
+    """``feed`` with absent state inputs as zeros (what ``runtime`` does), for runtimes that need every input."""
+    batch = next((feed[s.name].shape[s.axis(BATCH)] for s in io.inputs if s.name in feed and BATCH in s.shape), 1)
+    zeros = {i: np.zeros([batch if d == BATCH else d for d in io.input(i).shape], np.float32)
+             for i, _ in io.state if i not in feed}
+    return {**feed, **zeros}
+
+
+def check_runtimes(subject: Subject, onnx_path, feeds: list[Feed] | None = None,
+                   names: tuple[str, ...] = OTHER_RUNTIMES) -> tuple[list[Diff], dict]:
+    """Run ``onnx_path`` in each other runtime and compare every output with onnxruntime's (``subject``'s
+    "onnxruntime" backend) on ``runtime_cases`` plus ``feeds``. Returns the comparisons and, per runtime, a record
+    for the manifest: version, status (agrees, disagrees, refused, unavailable), max abs diff, comparisons."""
+    versions = runtimes.available()
+    reference = subject.backends["onnxruntime"]
+    work = [(c, complete(subject.io, case_feed(subject, c))) for c in runtime_cases(subject.plan, subject.io)]
+    work += [(case_of(subject.io, f), complete(subject.io, f)) for f in feeds or []]
+    expected = [(c, f, reference(f)) for c, f in work]
+    diffs, record = [], {}
+    for name in names:
+        entry: dict = {"version": versions.get(name)}
+        record[name] = entry
+        try:
+            run = runtimes.load(name, onnx_path)
+        except runtimes.RuntimeUnavailable as e:
+            entry.update(status="unavailable", error=str(e))
+            continue
+        except RuntimeError as e:
+            entry.update(status="refused", error=" ".join(str(e).split())[:400])
+            if name not in MAY_REFUSE:
+                diffs.append(_error(subject, f"{name} loading", Case((), False), e))
+            continue
+        mine = []
+        for case, feed, want in expected:
+            lengths = feed.get(subject.io.lengths) if subject.io.lengths else None
+            try:
+                mine += compare(subject, f"onnxruntime vs {name}", case, want, run(feed), lengths)
+            except Exception as e:  # the runtime's own failure is the finding
+                mine.append(_error(subject, f"{name} ", case, e))
+        raised = [d for d in mine if d.error]
+        if raised and name in MAY_REFUSE:  # it loaded but cannot run the graph: an error, never a wrong answer
+            entry.update(status="refused", error=f"at run ({len(raised)} of {len(expected)} feeds): "
+                                                 f"{raised[0].error[:400]}")
+            continue
+        numeric = [d.max_abs for d in mine if not d.output.startswith("tags") and np.isfinite(d.max_abs)]
+        entry.update(status="agrees" if all(d.ok for d in mine) else "disagrees", comparisons=len(mine),
+                     max_abs_diff=max(numeric, default=None))
+        diffs += mine
+    return diffs, record

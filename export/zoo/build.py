@@ -50,7 +50,8 @@ def export(spec: ModelSpec, out_root: Path, *, exporter: str = "auto", force: bo
         config=trained.cfg.to_json(), vocab=trained.vocab,
         info={"source": spec.source, "summary": spec.summary, "training": trained.training},
         checks=(*spec.checks, _declared_io(declared)), facts=trained.facts, custom_inputs=tagger_inputs(trained.cfg) if tagger else None,
-        extra_files=trained.extra_files, log=log)
+        extra_files=trained.extra_files, log=log,
+        runtime_feeds=(lambda tagger: [tagger.inputs(batch) for batch in spec.sentences()]) if spec.sentences else None)
     manifest = read_manifest(folder)
     return Result(spec.name, folder, manifest, time.perf_counter() - started)
 

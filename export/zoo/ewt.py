@@ -296,6 +296,13 @@ def dev_accuracy(tagger: runtime.Tagger) -> tuple[float, list[list[str]]]:
     return _DEV_TAGS[tagger]
 
 
+def dev_batches() -> list[list[list[str]]]:
+    """Real dev sentences for the cross-runtime check: the first 8, 8 from the middle, and the 3 longest."""
+    dev = [words for words, _ in read_conllu(data() / DEV_FILE)]
+    longest = sorted(dev, key=len)[-3:]
+    return [dev[:8], dev[len(dev) // 2:len(dev) // 2 + 8], longest]
+
+
 def check_dev_accuracy(m: runtime.Tagger):
     acc, _ = dev_accuracy(m)
     return acc >= MIN_DEV_ACCURACY, f"dev UPOS accuracy {acc:.4f} (>= {MIN_DEV_ACCURACY} required)"
@@ -321,6 +328,7 @@ def check_int8(m: runtime.Tagger):
 POS_EWT = ModelSpec(
     "pos-ewt", "tagger", "UD English EWT", "char-BiLSTM + word embeddings -> 2-layer BiLSTM UPOS tagger",
     example_length=17, example_batch=3, train=recipe, int8=True, data=DATA, data_files=(TRAIN_FILE, DEV_FILE),
+    sentences=dev_batches,
     checks=(Check(f"dev UPOS accuracy >= {MIN_DEV_ACCURACY}", check_dev_accuracy),
             Check("model.onnx <= 8 MB", check_fp32_size),
             Check("int8: <= 3 MB, loses <= 0.3 points of dev accuracy, agrees with fp32 on >= 99.5% of dev tags",

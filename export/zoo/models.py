@@ -220,14 +220,8 @@ class CharBiLSTMTagger(nn.Module):
         char_len = (chars != 0).sum(1).clamp(min=1)  # (N,); an all-padding row is read as one pad char
         ce = self.char_emb(chars).transpose(0, 1)  # (C, N, E_c)
         packed = nn.utils.rnn.pack_padded_sequence(ce, char_len.cpu(), enforce_sorted=False)
-        # The final states are read off the outputs, not h_n: torch 2.13's TorchScript-based ONNX exporter
-        # crashes (vector::_M_range_check in the peephole pass) when a packed LSTM's output goes unused.
-        y_c, _ = nn.utils.rnn.pad_packed_sequence(self.char_lstm(packed)[0], total_length=chars.size(1))  # (C, N, 2H_c)
-        h = self.char_hidden
-        last = (char_len - 1).view(1, -1, 1).expand(1, y_c.size(1), y_c.size(2))  # each spelling's last character
-        forward_final = y_c.gather(0, last)[0, :, :h]  # (N, H_c): forward direction after the last character
-        backward_final = y_c[0, :, h:]  # (N, H_c): backward direction after reading back to the first
-        return torch.cat([forward_final, backward_final], dim=-1)
+        _, (h_n, _) = self.char_lstm(packed)  # (2, N, H_c): forward after each spelling's last character,
+        return torch.cat([h_n[0], h_n[1]], dim=-1)  # backward after reading back to its first
 
 
 def tagger_io(cfg: TaggerConfig) -> IOSpec:

@@ -139,6 +139,11 @@ def check_toy_tags(m: runtime.Tagger):
     return got == want, f"tagged {got}, gold {want}"
 
 
+def _toy_sentences() -> list[list[list[str]]]:
+    """The seed's two sentences, alone and together, and one with a word it never saw."""
+    return [[s for s, _ in TOY_DATA], [TOY_DATA[0][0]], ["the dog read a book".split()]]
+
+
 TAGGER_CHECKS = (Check("trained, it tags both toy sentences right (DET NN V DET NN; NN V DET NN)", check_toy_tags),)
 
 
@@ -276,9 +281,9 @@ SEED_MODELS: list[ModelSpec] = [
     ModelSpec("lstm-tutorial", "recurrent", "000, 001, 002", "nn.LSTM(3, 3), torch.manual_seed(1)", 5, 1,
               train_lstm_tutorial, LSTM_TUTORIAL_CHECKS),
     ModelSpec("pos-tutorial", "tagger", "000, 001, 002", "LSTMTagger on two toy sentences", 5, 1,
-              lambda retrain: _train_toy_tagger("LSTM"), TAGGER_CHECKS),
+              lambda retrain: _train_toy_tagger("LSTM"), TAGGER_CHECKS, sentences=_toy_sentences),
     ModelSpec("pos-tutorial-gru", "tagger", "001", "LSTMTagger with nn.GRU", 5, 1, lambda retrain: _train_toy_tagger("GRU"),
-              TAGGER_CHECKS),
+              TAGGER_CHECKS, sentences=_toy_sentences),
     *(ModelSpec(name, "recurrent", "003", summary, 3, 5, _train_rnn_hello(name), _seed003_checks(name))
       for name, summary in [("rnn-hello", "one-hot char nn.RNN(4, 2)"),
                             ("rnn-hello-3layer", "one-hot char nn.RNN(4, 2, num_layers=3)"),

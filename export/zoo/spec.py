@@ -45,6 +45,8 @@ class ModelSpec:
     int8: bool = False  # also ship model.int8.onnx (ONNX Runtime dynamic quantization)
     data: Path | None = None  # the folder its data files are read from by default (the vendored copy)
     data_files: tuple[str, ...] = ()  # the files it reads there; ``python -m export --data DIR`` reads DIR's
+    # Taggers: real sentences, in batches, that every ONNX runtime is checked on besides generated inputs.
+    sentences: Callable[[], list[list[list[str]]]] | None = None
 
 
 # Data folders chosen on the command line (``--data``), by model name; recipes and checks read them at run time.
