@@ -109,13 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         except (ExportError, ParityError) as e:
             print(f"error: {name}: not written: {e}", file=sys.stderr)
             failed.append(name)
-            rows.append((name, args.exporter, "-", "-", "-", "FAILED"))
+            rows.append((name, args.exporter, "-", "-", "-", "-", "FAILED"))
             continue
         p = r.manifest.parity
         seed_ok = sum(c["ok"] for c in p["checks"])
         rows.append((name, r.manifest.export["exporter"], str(p["comparisons"]), f"{p['max_abs_diff']:.1e}",
-                     f"{seed_ok}/{len(p['checks'])}", f"ok {r.seconds:.1f}s"))
-    _table(["artifact", "exporter", "comparisons", "max abs diff", "checks", "status"], rows)
+                     f"{seed_ok}/{len(p['checks'])}", cli.runtimes_cell(p), f"ok {r.seconds:.1f}s"))
+    _table(["artifact", "exporter", "comparisons", "max abs diff", "checks", "other runtimes", "status"], rows)
     if failed:
         print(f"error: {len(failed)} artifact(s) failed and were not written: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ mode, anything it scripted before) is as it was after the call.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -31,6 +32,10 @@ from .verify import (OTHER_RUNTIMES, Case, Diff, ParityError, Subject, case_feed
                      raise_on_failure, runtime_backend, summarize, verify)
 from .write import publish, staging
 
+# What the portable form of recurrent layers cannot give (rewrite.PortableRNN), said where an export fails.
+PORTABILITY = ("in the portable form, an LSTM's c_n for a sequence shorter than its batch's longest is not "
+               "available (no ONNX runtime but onnxruntime honours sequence_lens): use h_n, or the output at the "
+               "sequence's last step")
 INT8_MAX_ERROR = 0.1  # int8 vs fp32: RMS of the difference / RMS of fp32, per float output
 # onnxruntime's dynamic quantization writes its own operators (com.microsoft DynamicQuantizeLSTM, MatMulInteger,
 # DynamicQuantizeLinear): model.int8.onnx is for onnxruntime only; model.onnx is the portable one.
@@ -224,6 +229,9 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
         notes = [_diagnose(model, args, sig, diffs)]
         if ts_method == "trace":
             notes.append(f"model.pt was traced: {ts_reason}")
+        notes.append("model.onnx came from: " + "; ".join(attempts))
+        if any(not d.ok and d.check.startswith("onnxruntime vs") for d in diffs):
+            notes.append(f"other ONNX runtimes disagree with onnxruntime: the graph is not portable ({PORTABILITY})")
         try:
             raise_on_failure(diffs)
         except ParityError as e:
@@ -254,7 +262,8 @@ def _try_onnx(module, args, tmp: Path, manifest: Manifest, sig: Signature, subje
         add_metadata(onnx_path, manifest)
         check_onnx(onnx_path, sig.io)
     except Exception as e:  # each exporter fails in its own way; the reason is recorded and the next tried
-        return False, f"export failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
+        message = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(e).split()))  # the dynamo exporter's colours
+        return False, f"export failed: {type(e).__name__}: {message[:300]}"
     manifest.files = {ONNX_FILE: sha256_bytes(onnx_path.read_bytes())}
     write_manifest(tmp, manifest)
     probe = Subject(subject.name, subject.kind, sig.io, sig.plan,
@@ -264,8 +273,10 @@ def _try_onnx(module, args, tmp: Path, manifest: Manifest, sig: Signature, subje
     bad = [d for d in diffs if not d.ok]
     if not bad:
         return True, f"ok: every probe passed{note}"
+    if any(isinstance(module.get_submodule(n), torch.nn.LSTM) for n in layers):
+        note += f"; {PORTABILITY}"
     diagnosis = _diagnose(module, args, sig, diffs) if path != "scripted" else ""
-    return False, f"{len(bad)} of {len(diffs)} probe comparisons failed, e.g. {bad[0]}" + (
+    return False, f"{len(bad)} of {len(diffs)} probe comparisons failed{note}, e.g. {bad[0]}" + (
         f"\n{diagnosis}" if diagnosis else "")
 
 

@@ -244,11 +244,19 @@ def run(args: argparse.Namespace, table) -> int:
         return 1
     m = read_manifest(folder)
     p = m.parity
-    table(["artifact", "exporter", "comparisons", "max abs diff", "stepping", "padded", "status"],
+    table(["artifact", "exporter", "comparisons", "max abs diff", "stepping", "padded", "other runtimes", "status"],
           [(str(folder), f"{m.export['exporter']} ({m.export['onnx_path']})", str(p["comparisons"]),
             f"{p['max_abs_diff']:.1e}", _yes(p["stepping_equals_whole"]), _yes(p["padded_equals_alone"]),
-            f"ok {time.perf_counter() - started:.1f}s")])
+            runtimes_cell(p), f"ok {time.perf_counter() - started:.1f}s")])
     return 0
+
+
+def runtimes_cell(parity: dict) -> str:
+    """'3/3 agree', or e.g. '2/3 agree, tract refused': the other ONNX runtimes, for the parity table."""
+    others = {k: v["status"] for k, v in parity.get("runtimes", {}).items() if v["status"] != "reference"}
+    agree = sum(s == "agrees" for s in others.values())
+    rest = ", ".join(f"{k} {s}" for k, s in others.items() if s != "agrees")
+    return f"{agree}/{len(others)} agree" + (f", {rest}" if rest else "")
 
 
 def _build(structure, tensors):

@@ -56,6 +56,15 @@ class PortableRNN(nn.Module):
         super().__init__()
         self.rnn = rnn
 
+    def __getattr__(self, name: str):
+        """The wrapped layer's attributes (``hidden_size``, ``flatten_parameters``...), for forwards that use them."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "rnn":
+                raise
+            return getattr(self.rnn, name)
+
     def forward(self, input, hx=None):
         r = self.rnn
         packed = isinstance(input, PackedSequence)

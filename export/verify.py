@@ -353,17 +353,21 @@ OTHER_RUNTIMES = ("onnx-reference", "openvino", "tract")
 # run, with an error; that is recorded, not failed. A wrong answer from a runtime that runs the graph fails.
 MAY_REFUSE = ("tract",)
 RUNTIME_MAX_T = 64  # the ONNX reference evaluator is pure numpy: ~1.4 s per call for char-shakespeare at T=50
+RUNTIME_LONG_T = 300  # plus one long case at batch 3 (mixed lengths where the model takes them)
 
 
 def runtime_cases(plan: Plan, io: IOSpec) -> list[Case]:
-    """Time 1, 2, T and 3T (at most RUNTIME_MAX_T), batch 1 and 3, with the initial state given; other symbols
-    at their smallest and largest verified sizes; each state-carrying case also once without initial state."""
+    """Time 1, 2, T and 3T (at most RUNTIME_MAX_T), batch 1 and 3, and time 300 at batch 3, with the initial
+    state given; other symbols at their smallest and largest verified sizes; each state-carrying case also once
+    without initial state."""
     base = {s: plan.example[s] for s in plan.sizes}
     grid = []
     times = sorted({1, 2, plan.example[TIME], min(3 * plan.example[TIME], RUNTIME_MAX_T)}) if TIME in base else [None]
     for t in times:
         for b in BATCHES if BATCH in base else (None,):
             grid.append({**base, **({TIME: t} if t else {}), **({BATCH: b} if b else {})})
+    if TIME in base:
+        grid.append({**base, TIME: RUNTIME_LONG_T, **({BATCH: max(BATCHES)} if BATCH in base else {})})
     for s, sizes in plan.sizes.items():
         if s not in (TIME, BATCH):
             grid += [{**base, s: min(sizes)}, {**base, s: max(sizes)}]

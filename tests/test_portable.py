@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 import warnings
 
-import numpy as np
 import onnx
 import pytest
 import torch
@@ -146,3 +145,28 @@ def test_registered_artifact_agrees_across_runtimes(name, other):
     assert not bad, "\n".join(bad)
     assert record[other]["status"] == recorded["status"], (record, recorded)
     assert record[other]["status"] in (("agrees", "refused") if other in ("tract",) else ("agrees",)), record
+
+
+class PackedLSTMClassifier(nn.Module):
+    """Uses the cell state of a packed LSTM: the one output the portable form cannot give."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 4)
+        self.lstm = nn.LSTM(4, 5)
+
+    def forward(self, x, lengths):
+        _, (h, c) = self.lstm(pack_padded_sequence(self.emb(x), lengths, enforce_sorted=False))
+        return torch.cat([h[-1], c[-1]], dim=-1)
+
+
+def test_a_form_that_cannot_be_portable_fails_saying_why(tmp_path):
+    import export
+    torch.manual_seed(0)
+    with pytest.raises(export.ExportError) as e:
+        export.export_module(PackedLSTMClassifier().eval(), (torch.randint(0, 10, (6, 3)), torch.tensor([6, 2, 4])),
+                             tmp_path / "cn", ["x", "lengths"], {"x": {0: "time", 1: "batch"}, "lengths": {0: "batch"}},
+                             lengths="lengths")
+    message = str(e.value)
+    assert "c_n" in message and "portable form" in message and "\x1b[" not in message, message
+    assert not (tmp_path / "cn").exists()
