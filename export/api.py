@@ -20,11 +20,11 @@ import onnxruntime
 import torch
 
 import runtime
-from runtime.artifact import (BATCH, INT8_FILE, ONNX_FILE, TIME, TORCHSCRIPT_FILE, IOSpec, Manifest, sha256_bytes,
+from runtime.artifact import (BATCH, INT8_FILE, ArtifactError, ONNX_FILE, TIME, TORCHSCRIPT_FILE, IOSpec, Manifest, sha256_bytes,
                               write_manifest)
 from .convert import (EXPORTERS, ONNX_PATHS, OPSET, ExportError, add_metadata, check_onnx, quantize_int8, to_onnx,
                       to_torchscript, quiet_export_tools)
-from .diagnose import explain, pinned_places, suspect_symbols
+from .diagnose import declared_pins, explain, pinned_places, suspect_symbols
 from .feeds import Custom, Feed, Plan
 from .rewrite import portable_recurrent
 from .signature import AttributeGuard, Signature, SignatureError, infer, torch_backend, unflatten
@@ -33,9 +33,9 @@ from .verify import (OTHER_RUNTIMES, Case, Diff, ParityError, Subject, case_feed
 from .write import publish, staging
 
 # What the portable form of recurrent layers cannot give (rewrite.PortableRNN), said where an export fails.
-PORTABILITY = ("in the portable form, an LSTM's c_n for a sequence shorter than its batch's longest is not "
-               "available (no ONNX runtime but onnxruntime honours sequence_lens): use h_n, or the output at the "
-               "sequence's last step")
+PORTABILITY = ("note: in the portable form an LSTM's c_n for a sequence shorter than its batch's longest is not "
+               "available (no ONNX runtime but onnxruntime honours sequence_lens); if the model reads it, use h_n "
+               "or the output at the sequence's last step")
 INT8_MAX_ERROR = 0.1  # int8 vs fp32: RMS of the difference / RMS of fp32, per float output
 # onnxruntime's dynamic quantization writes its own operators (com.microsoft DynamicQuantizeLSTM, MatMulInteger,
 # DynamicQuantizeLinear): model.int8.onnx is for onnxruntime only; model.onnx is the portable one.
@@ -266,9 +266,14 @@ def _try_onnx(module, args, tmp: Path, manifest: Manifest, sig: Signature, subje
         return False, f"export failed: {type(e).__name__}: {message[:300]}"
     manifest.files = {ONNX_FILE: sha256_bytes(onnx_path.read_bytes())}
     write_manifest(tmp, manifest)
+    try:
+        loaded = runtime.load(tmp)
+    except ArtifactError as e:  # onnxruntime infers a fixed size where the manifest has a symbol: a pinned axis
+        places = [] if path == "scripted" else pinned_places(module, args, sig.plan.example, list(sig.plan.example))
+        return False, "\n".join([" ".join(str(e).split()), *declared_pins(onnx_path, sig.io, sig.plan.example),
+                                 *(f"  {p}" for p in places)])
     probe = Subject(subject.name, subject.kind, sig.io, sig.plan,
-                    {"eager": subject.backends["eager"], "onnxruntime": runtime_backend(runtime.load(tmp))},
-                    subject.custom)
+                    {"eager": subject.backends["eager"], "onnxruntime": runtime_backend(loaded)}, subject.custom)
     diffs = [d for c in probe_cases(sig.plan, sig.io) for d in check_backends(probe, c)]
     bad = [d for d in diffs if not d.ok]
     if not bad:

@@ -83,6 +83,26 @@ def _consumer(node) -> str:
     return node.kind()
 
 
+def declared_pins(onnx_path, io: IOSpec, example: dict[str, int]) -> list[str]:
+    """Axes onnxruntime infers as a fixed size where the IO has a symbol (it refuses such a graph at load)."""
+    import onnxruntime
+
+    try:
+        session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    except Exception:  # a graph onnxruntime cannot load at all says nothing about pinned axes
+        return []
+    lines = []
+    declared = {t.name: t.shape for t in list(session.get_inputs()) + list(session.get_outputs())}
+    for spec in io.inputs + io.outputs:
+        for sym, got in zip(spec.shape, declared.get(spec.name, ())):
+            if isinstance(sym, str) and isinstance(got, int):
+                ins = [t.name for t in io.inputs if sym in t.shape]
+                pinned = " (the example's size)" if example.get(sym) == got else ""
+                lines.append(f"axis {sym!r} is pinned to {got}{pinned}: inputs {ins}; {spec.name!r} is inferred "
+                             f"as {tuple(declared[spec.name])}")
+    return list(dict.fromkeys(lines))
+
+
 def suspect_symbols(diffs: list[Diff], example: dict[str, int]) -> list[str]:
     """Symbols that differ from the example in every failing case (the example itself passing)."""
     failing = [d.case for d in diffs if not d.ok]

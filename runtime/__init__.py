@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .artifact import MANIFEST, VARIANTS, ArtifactError, Manifest, read_manifest
+from .artifact import VARIANTS, ArtifactError, FolderReplaced, Manifest, read_artifact
 from .charlm import CharLM
-from .model import Model
+from .model import Model, check_options
 from .tagger import Tagger
 
 __all__ = ["load", "Model", "Tagger", "CharLM", "Manifest", "ArtifactError"]
@@ -29,17 +29,20 @@ def load(path: str | Path, *, variant: str = "fp32", intra_op_threads: int = 1, 
     The manifest is read first and the model file is checked against its SHA-256 before onnxruntime sees it.
     ``variant`` is "fp32" (model.onnx) or, where the artifact has one, "int8" (model.int8.onnx).
     ``intra_op_threads`` and ``spinning`` set onnxruntime's thread pool (defaults suit small edge CPUs).
+    Bad arguments are a TypeError or ValueError naming the argument, raised before anything is read.
     """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise ArtifactError(f"{folder}: not a folder (an artifact is a folder holding manifest.json)")
+    if not isinstance(variant, str):
+        raise TypeError(f"variant: expected one of {sorted(VARIANTS)}, got {type(variant).__name__} {variant!r:.40}")
     if variant not in VARIANTS:
-        raise ValueError(f"variant: expected one of {sorted(VARIANTS)}, got {variant!r}")
-    manifest = read_manifest(folder)
-    if VARIANTS[variant] not in manifest.files:
-        have = sorted(v for v, f in VARIANTS.items() if f in manifest.files)
-        raise ArtifactError(f"{folder / MANIFEST}: no {variant!r} variant in this artifact: expected "
-                            f"{VARIANTS[variant]} among the files it records, got {sorted(manifest.files)} "
-                            f"(variants {have})")
+        raise ValueError(f"variant: expected one of {sorted(VARIANTS)}, got {variant!r:.40}")
+    intra_op_threads, spinning = check_options(intra_op_threads, spinning)
+    folder = Path(path)
+    for retry in (False, True):  # an export that renamed a new artifact over the folder meanwhile: read it again
+        try:
+            manifest, data, graph = read_artifact(folder, variant)
+            break
+        except FolderReplaced:
+            if retry:
+                raise
     return _CLASSES[manifest.kind](folder, manifest, intra_op_threads=intra_op_threads, spinning=spinning,
-                                   onnx_file=VARIANTS[variant])
+                                   onnx_file=VARIANTS[variant], onnx=(data, graph))

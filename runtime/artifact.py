@@ -18,9 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import reprlib
+import stat
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .onnxproto import GraphFacts, scan
 
@@ -34,10 +39,19 @@ TORCHSCRIPT_FILE = "model.pt"
 # module: any model exported with ``export.export_module`` (run with its own IO names).
 KINDS = ("recurrent", "tagger", "char-lm", "module")
 TIME, BATCH = "time", "batch"
+DTYPES = ("float32", "int64", "int32", "bool")  # numpy dtype names of graph inputs and outputs
+# Size limits, checked before reading: a manifest is JSON text (pos-ewt's, with 8,589 words, is 150 KB); an ONNX
+# file is one protobuf message, which cannot exceed 2 GB (bigger models need external data, refused anyway).
+MAX_MANIFEST_BYTES = 16 * 2**20
+MAX_MODEL_BYTES = 2 * 2**30
 
 
 class ArtifactError(Exception):
     """An artifact folder is missing, damaged, or not in a format this runtime understands."""
+
+
+class FolderReplaced(ArtifactError):
+    """The artifact folder was replaced (an export renamed a new one into place) while it was being read."""
 
 
 @dataclass(frozen=True)
@@ -127,47 +141,264 @@ class Manifest:
         return {"format_version": d.pop("format_version"), **d}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], where: Path | str = MANIFEST) -> "Manifest":
-        version = d.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ArtifactError(f"{where}: unsupported format_version: expected {FORMAT_VERSION}, got {version!r}")
-        try:
-            m = cls(
-                name=d["name"],
-                kind=d["kind"],
-                config=d["config"],
-                io=IOSpec.from_json(d["io"]),
-                vocab=d.get("vocab", {}),
-                files=d.get("files", {}),
-                export=d.get("export", {}),
-                parity=d.get("parity", {}),
-            )
-        except (KeyError, TypeError) as e:
-            raise ArtifactError(f"{where}: malformed manifest: {type(e).__name__}: {e}") from None
-        if m.kind not in KINDS:
-            raise ArtifactError(f"{where}: unknown kind: expected one of {KINDS}, got {m.kind!r}")
-        return m
+    def from_json(cls, d: Any, where: Path | str = MANIFEST) -> "Manifest":
+        """The manifest from parsed JSON, every field checked first (``check_manifest``): ArtifactError otherwise."""
+        check_manifest(d, where)
+        return cls(name=d["name"], kind=d["kind"], config=d["config"], io=IOSpec.from_json(d["io"]),
+                   vocab=d.get("vocab", {}), files=d.get("files", {}), export=d.get("export", {}),
+                   parity=d.get("parity", {}))
+
+
+# ---- the manifest's schema ---------------------------------------------------------------------------------------
+# Every field the runtime reads is checked at load, so a malformed manifest is one ArtifactError naming the file and
+# the field, never a KeyError or TypeError at load or at first use.
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = _short.maxlong = 40
+
+
+_MISSING = object()
+
+
+def _bad(where: Path | str, path: str, expected: str, value: Any) -> ArtifactError:
+    got = "nothing (missing)" if value is _MISSING else f"{type(value).__name__} {_short.repr(value)}"
+    return ArtifactError(f"{where}: malformed manifest: field {path!r}: expected {expected}, got {got}")
+
+
+class _Reader:
+    """Typed access to one JSON object of the manifest: ``get`` returns a field or raises naming it."""
+
+    def __init__(self, where: Path | str, obj: Any, path: str = ""):
+        if not isinstance(obj, dict):
+            raise _bad(where, path.rstrip(".") or "(top level)", "an object", obj)
+        self.where, self.obj, self.path = where, obj, path
+
+    def get(self, key: str, check, expected: str, optional: bool = False) -> Any:
+        """The field ``key`` if ``check(value)`` holds; None when optional and absent (null is not absent)."""
+        if key not in self.obj and optional:
+            return None
+        value = self.obj.get(key, _MISSING)
+        if value is _MISSING or not check(value):
+            raise _bad(self.where, f"{self.path}{key}", expected, value)
+        return value
+
+    def sub(self, key: str, optional: bool = False) -> "_Reader":
+        """The object field ``key`` (an empty one when optional and absent)."""
+        return _Reader(self.where, self.get(key, _is_dict, "an object", optional) or {}, f"{self.path}{key}.")
+
+
+def _is_dict(v: Any) -> bool:
+    return isinstance(v, dict)
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_list_of(item) -> Any:
+    return lambda v: isinstance(v, list) and all(item(x) for x in v)
+
+
+def _tensors(r: _Reader, key: str) -> list[dict[str, Any]]:
+    """io.inputs or io.outputs: a list of {name, dtype, shape} with distinct names."""
+    tensors = r.get(key, lambda v: isinstance(v, list), "a list of tensors")
+    names: set[str] = set()
+    for i, t in enumerate(tensors):
+        tr = _Reader(r.where, t, f"{r.path}{key}[{i}].")
+        name = tr.get("name", lambda v: _is_str(v) and v and v not in names, "a name, not empty, not repeated")
+        names.add(name)
+        tr.get("dtype", lambda v: v in DTYPES, f"one of {DTYPES}")
+        tr.get("shape", _is_list_of(lambda d: (_is_int(d) and d >= 0) or (_is_str(d) and d)),
+               "a list of sizes >= 0 and axis names")
+    return tensors
+
+
+def check_manifest(d: Any, where: Path | str = MANIFEST) -> None:
+    """Raise ArtifactError naming the file and the field unless ``d`` is a manifest this runtime can run."""
+    if not isinstance(d, dict):
+        raise ArtifactError(f"{where}: expected a JSON object, got {type(d).__name__}")
+    version = d.get("format_version")
+    if not _is_int(version) or version != FORMAT_VERSION:
+        raise ArtifactError(f"{where}: unsupported format_version: expected {FORMAT_VERSION}, got {version!r:.40}")
+    r = _Reader(where, d)
+    r.get("name", _is_str, "a str")
+    kind = r.get("kind", _is_str, f"one of {KINDS}")
+    if kind not in KINDS:
+        raise ArtifactError(f"{where}: unknown kind: expected one of {KINDS}, got {kind!r:.60}")
+    config, files = r.sub("config"), r.sub("files", optional=True)
+    r.sub("export", optional=True)
+    r.sub("parity", optional=True)
+    for name in files.obj:
+        files.get(name, lambda v: isinstance(v, str) and _SHA256.fullmatch(v) and "/" not in name
+                  and "\\" not in name and name not in (".", ".."), "a SHA-256 (64 hex digits) of a file in the folder")
+
+    io = r.sub("io")
+    inputs = {t["name"]: t for t in _tensors(io, "inputs")}
+    outputs = {t["name"]: t for t in _tensors(io, "outputs")}
+    pairs = io.get("state", _is_list_of(lambda p: isinstance(p, list) and len(p) == 2 and _is_str(p[0]) and
+                                        _is_str(p[1]) and p[0] in inputs and p[1] in outputs),
+                   "a list of [input, output] name pairs", True) or []
+    for i, (state_in, state_out) in enumerate(pairs):
+        a, b = inputs[state_in], outputs[state_out]
+        if (a["dtype"], a["shape"]) != (b["dtype"], b["shape"]) or set(filter(_is_str, a["shape"])) - {BATCH}:
+            raise _bad(where, f"io.state[{i}]", f"an input and an output of one dtype and shape whose only axis "
+                       f"name is {BATCH!r}", [a["dtype"], a["shape"], b["dtype"], b["shape"]])
+    for side in (0, 1):
+        if len({p[side] for p in pairs}) < len(pairs):
+            raise _bad(where, "io.state", "each input and output in one pair at most", pairs)
+    state_in = {p[0] for p in pairs}
+    lengths = io.get("lengths", lambda v: v is None or (_is_str(v) and v in inputs and v not in state_in),
+                     "null or the name of an input that is not state", True)
+    if lengths is not None and (inputs[lengths]["dtype"], inputs[lengths]["shape"]) not in (("int64", [BATCH]),
+                                                                                         ("int32", [BATCH])):
+        raise _bad(where, "io.lengths", f"an int64 or int32 input of shape [{BATCH!r}]", inputs[lengths])
+
+    vocab = r.sub("vocab", optional=True)
+    data_inputs = set(inputs) - state_in
+    if kind == "tagger":
+        _needs(where, inputs, outputs, data_inputs, "words", "scores", r"words|lengths|spelling|chars_\d+")
+        words = vocab.get("words", _is_list_of(_is_str), "a list of str")
+        vocab.get("tags", _is_list_of(_is_str), "a list of str")
+        in_words = lambda v: _is_str(v) and v in words  # noqa: E731
+        unk = vocab.get("unk", in_words, "a word of vocab.words")
+        vocab.get("pad", in_words, "a word of vocab.words", True)
+        vocab.get("normalize", lambda v: isinstance(v, bool), "true or false", True)
+        chars = vocab.get("chars", _is_list_of(_is_str), "a list of str", True)
+        if "spelling" in inputs:
+            if chars is None or unk not in chars:
+                raise _bad(where, "vocab.chars", "a list of str holding vocab.unk (the graph reads spellings)", chars)
+            buckets = config.get("char_buckets", lambda v: _is_list_of(_is_int)(v) and v == sorted(v) and
+                                 all(b >= 1 for b in v), "increasing lengths >= 1")
+            config.get("max_word_chars", lambda v: _is_int(v) and v >= 1, "an int >= 1")
+            got = sorted(n for n in inputs if re.fullmatch(r"chars_\d+", n))
+            want = sorted(f"chars_{k}" for k in range(1, len(buckets) + 2))
+            if got != want:
+                raise _bad(where, "config.char_buckets", f"one bucket fewer than the chars_k inputs {got}", buckets)
+    elif kind == "char-lm":
+        _needs(where, inputs, outputs, data_inputs, "chars", "logits", "chars")
+        symbols = vocab.get("symbols", _is_list_of(_is_str), "a list of str")
+        vocab.get("bos", _is_int, "a symbol id (int)")
+        vocab.get("unk", _is_int, "a symbol id (int)")
+        vocab.get("eos", lambda v: v is None or _is_int(v), "a symbol id (int) or null", True)
+        vocab.get("never_generate", _is_list_of(lambda i: _is_int(i) and 0 <= i < len(symbols)),
+                  f"a list of symbol ids in [0, {len(symbols)})", True)
+
+
+def _needs(where, inputs, outputs, data_inputs, input_name: str, output_name: str, data_pattern: str) -> None:
+    """A kind's runtime class feeds ``input_name`` (and only data inputs matching ``data_pattern``) and reads
+    ``output_name``."""
+    if input_name not in inputs or output_name not in outputs:
+        raise ArtifactError(f"{where}: malformed manifest: field 'io': expected input {input_name!r} and output "
+                            f"{output_name!r} for its kind, got inputs {sorted(inputs)} and outputs {sorted(outputs)}")
+    other = sorted(n for n in data_inputs if not re.fullmatch(data_pattern, n))
+    if other:
+        raise ArtifactError(f"{where}: malformed manifest: field 'io.inputs': expected no inputs but the kind's "
+                            f"and state inputs (io.state), got {other}")
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_manifest(folder: Path | str) -> Manifest:
+# ---- reading the folder ---------------------------------------------------------------------------------------
+# Only regular files are read, never through a symbolic link (a link could point anywhere, /dev/zero or a file
+# outside the folder, whose SHA-256 an error message would then print): a FIFO, device, folder or link in place of
+# a file is refused before it is opened, and opening it cannot block (O_NONBLOCK) or follow a link (O_NOFOLLOW).
+# The folder path itself may be a link. Where the OS allows it, every file is read relative to the folder opened
+# once (``open_folder``), so a manifest and its model file come from the same folder even while an export renames a
+# new artifact over it.
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+_DIR_FD = hasattr(os, "O_DIRECTORY") and {os.open, os.stat} <= os.supports_dir_fd
+_FILE_TYPES = {stat.S_IFDIR: "folder", stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device",
+               stat.S_IFBLK: "block device", stat.S_IFLNK: "symbolic link"}
+
+
+def _check_regular(path: Path, st: os.stat_result, limit: int) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        what = _FILE_TYPES.get(stat.S_IFMT(st.st_mode), "special file")
+        raise ArtifactError(f"{path}: expected a regular file, got a {what} (refused: artifact files are read only as "
+                            f"regular files inside the folder)")
+    if st.st_size > limit:
+        raise ArtifactError(f"{path}: expected at most {limit:,} bytes, got {st.st_size:,}")
+
+
+def _read_file(folder: Path, name: str, limit: int, dir_fd: int | None = None) -> bytes:
+    """The bytes of the regular file ``name`` of the folder (``dir_fd`` when open), at most ``limit`` of them.
+    Raises FileNotFoundError when it is absent, ArtifactError for anything else that is wrong."""
+    path = folder / name
+    target = name if dir_fd is not None else path
+    try:
+        _check_regular(path, os.stat(target, dir_fd=dir_fd, follow_symlinks=False), limit)
+        with open(os.open(target, _OPEN_FLAGS, dir_fd=dir_fd), "rb") as f:
+            _check_regular(path, os.fstat(f.fileno()), limit)  # the file opened is still the one checked
+            data = f.read(limit + 1)
+    except (FileNotFoundError, ArtifactError):
+        raise
+    except OSError as e:  # permission denied, a link swapped in after the check, an I/O error
+        raise ArtifactError(f"{path}: cannot read it: {e.strerror or e}") from None
+    if len(data) > limit:
+        raise ArtifactError(f"{path}: expected at most {limit:,} bytes, got more (the file grew while read)")
+    return data
+
+
+@contextmanager
+def open_folder(folder: Path | str) -> Iterator[int | None]:
+    """The artifact folder held open while its files are read: yields its directory fd for the ``dir_fd`` of the
+    readers (None where the OS has no dir_fd). An ArtifactError raised inside becomes ``FolderReplaced`` when the
+    path now names another folder (or none): what was read may be half the old artifact, not a damaged one."""
+    folder = Path(folder)
+    if not _DIR_FD:
+        if not folder.is_dir():
+            raise ArtifactError(f"{folder}: not a folder (an artifact is a folder holding manifest.json)")
+        yield None
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ArtifactError(f"{folder}: not a folder (an artifact is a folder holding manifest.json)") from None
+    except OSError as e:
+        raise ArtifactError(f"{folder}: cannot open it: {e.strerror or e}") from None
+    try:
+        yield fd
+    except ArtifactError as e:
+        held = os.fstat(fd)
+        try:
+            now = os.stat(folder)
+            replaced = (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
+        except OSError:
+            replaced = True
+        if replaced:
+            raise FolderReplaced(f"{folder}: replaced while loading (another artifact was renamed into its place, "
+                                 f"as an export does); load it again") from e
+        raise
+    finally:
+        os.close(fd)
+
+
+def read_manifest(folder: Path | str, dir_fd: int | None = None) -> Manifest:
+    """The folder's manifest, every field checked (``check_manifest``); ``dir_fd`` from ``open_folder``."""
     path = Path(folder) / MANIFEST
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_file(Path(folder), MANIFEST, MAX_MANIFEST_BYTES, dir_fd).decode("utf-8")
     except FileNotFoundError:
         raise ArtifactError(f"{path}: no manifest; is {folder} an artifact folder?") from None
     except UnicodeDecodeError as e:
         raise ArtifactError(f"{path}: not UTF-8 text: {e}") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ArtifactError(f"{path}: not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        data = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, NaN, an int too long to parse, nesting too deep
+        raise ArtifactError(f"{path}: not valid JSON: {str(e)[:200]}") from None
     return Manifest.from_json(data, where=path)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def write_manifest(folder: Path | str, manifest: Manifest) -> None:
@@ -175,14 +406,14 @@ def write_manifest(folder: Path | str, manifest: Manifest) -> None:
     path.write_text(json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def read_verified(folder: Path | str, manifest: Manifest, file_name: str) -> bytes:
+def read_verified(folder: Path | str, manifest: Manifest, file_name: str, dir_fd: int | None = None) -> bytes:
     """Read one of the artifact's files and check it against the SHA-256 the manifest records."""
     path = Path(folder) / file_name
     expected = manifest.files.get(file_name)
     if expected is None:
         raise ArtifactError(f"{path}: the manifest records no SHA-256 for this file")
     try:
-        data = path.read_bytes()
+        data = _read_file(Path(folder), file_name, MAX_MODEL_BYTES, dir_fd)
     except FileNotFoundError:
         raise ArtifactError(f"{path}: missing (the manifest lists it)") from None
     got = sha256_bytes(data)
@@ -191,7 +422,8 @@ def read_verified(folder: Path | str, manifest: Manifest, file_name: str) -> byt
     return data
 
 
-def read_onnx(folder: Path | str, manifest: Manifest, file_name: str) -> tuple[bytes, GraphFacts]:
+def read_onnx(folder: Path | str, manifest: Manifest, file_name: str,
+              dir_fd: int | None = None) -> tuple[bytes, GraphFacts]:
     """Read an ONNX file of the artifact for onnxruntime: its SHA-256 checked against the manifest, its protobuf
     walked (without the onnx package), and any tensor whose data lives outside the file refused.
 
@@ -200,7 +432,7 @@ def read_onnx(folder: Path | str, manifest: Manifest, file_name: str) -> tuple[b
     onnxruntime's own path rules (which vary across its versions) and refuses every such tensor itself.
     """
     path = Path(folder) / file_name
-    data = read_verified(folder, manifest, file_name)
+    data = read_verified(folder, manifest, file_name, dir_fd)
     try:
         facts = scan(data)
     except ValueError as e:
@@ -210,3 +442,17 @@ def read_onnx(folder: Path | str, manifest: Manifest, file_name: str) -> tuple[b
         raise ArtifactError(f"{path}: refused: {len(facts.external)} tensor(s) with external data ({listed}); "
                             f"expected every tensor inside the file (seqedge artifacts never use external data)")
     return data, facts
+
+
+def read_artifact(folder: Path | str, variant: str) -> tuple[Manifest, bytes, GraphFacts]:
+    """The manifest and the ``variant`` model file (``VARIANTS``) of one artifact folder, both read from the same
+    folder (``open_folder``), checked as ``read_manifest`` and ``read_onnx`` check them."""
+    folder = Path(folder)
+    with open_folder(folder) as dir_fd:
+        manifest = read_manifest(folder, dir_fd)
+        if VARIANTS[variant] not in manifest.files:
+            have = sorted(v for v, f in VARIANTS.items() if f in manifest.files)
+            raise ArtifactError(f"{folder / MANIFEST}: no {variant!r} variant in this artifact: expected "
+                                f"{VARIANTS[variant]} among the files it records, got {sorted(manifest.files)} "
+                                f"(variants {have})")
+        return (manifest, *read_onnx(folder, manifest, VARIANTS[variant], dir_fd))

@@ -15,7 +15,7 @@ pending text, its random generator): it is per-thread, use each stream from one 
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -24,6 +24,27 @@ from .model import Model
 
 CHARS, LOGITS = "chars", "logits"
 FEED_CHUNK = 1024  # symbols per session.run when feeding text: bounds memory for any input length
+
+
+def _int(name: str, value, low: int, none_ok: bool = False) -> int | None:
+    """``value`` as a Python int >= ``low`` (Python or numpy ints; not bools), or a ValueError naming it."""
+    if value is None and none_ok:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name}: expected {'None or ' if none_ok else ''}an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def _number(name: str, value) -> float:
+    """``value`` as a finite Python float >= 0 (Python or numpy ints and floats; not bools), or a ValueError."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    try:
+        number = float(value) if ok else np.nan
+    except OverflowError:  # an int too large for a float
+        number = np.inf
+    if not (np.isfinite(number) and number >= 0):
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+    return number
 
 
 class CharLM(Model):
@@ -56,18 +77,42 @@ class CharLM(Model):
             raise TypeError(f"{self.name}: expected text as str, got {type(text).__name__}")
         return np.fromiter((self._index.get(ch, self.unk_id) for ch in text), dtype=np.int64, count=len(text))
 
+    def _chunks(self, parts: Iterable[str | np.ndarray], size: int = FEED_CHUNK) -> Iterator[np.ndarray]:
+        """The ids of ``parts`` (texts, or arrays of ids) one after the other, in arrays of ``size`` (the last may
+        be shorter), each text encoded a piece at a time: memory stays flat however long the text is."""
+        buf: list[np.ndarray] = []
+        n = 0
+        for part in parts:
+            for start in range(0, len(part), size):
+                ids = part[start:start + size]
+                ids = self.encode(ids) if isinstance(ids, str) else ids
+                while len(ids):
+                    buf.append(ids[:size - n])
+                    n, ids = n + len(buf[-1]), ids[len(buf[-1]):]
+                    if n == size:
+                        yield np.concatenate(buf)
+                        buf, n = [], 0
+        if n:
+            yield np.concatenate(buf)
+
     def loss(self, text: str) -> float:
         """Mean negative log-likelihood, in nats per character, of each character of ``text`` given those before
-        it: one stream from a zero state (no start symbol), fed ``FEED_CHUNK`` characters per session.run."""
-        ids = self.encode(text)
-        if len(ids) < 2:
-            raise ValueError(f"{self.name}: loss needs at least 2 characters, got {len(ids)}")
+        it: one stream from a zero state (no start symbol), fed ``FEED_CHUNK`` characters per session.run and
+        encoded a chunk at a time (memory stays flat for any length)."""
+        if not isinstance(text, str):
+            raise TypeError(f"{self.name}: expected text as str, got {type(text).__name__}")
+        if len(text) < 2:
+            raise ValueError(f"{self.name}: loss needs at least 2 characters, got {len(text)}")
         state = {i: self.zero_state(i, 1) for i, _ in self.io.state}
         total = 0.0
-        for start in range(0, len(ids) - 1, FEED_CHUNK):
-            y = ids[start + 1:start + FEED_CHUNK + 1]
-            x = ids[start:start + len(y)]
-            out = self.run(**{CHARS: self.time_major(CHARS, x[:, None])}, **state)
+        chunks = self._chunks([text])
+        x = next(chunks)
+        while len(x):  # x: the ids of one run
+            nxt = next(chunks, x[:0])
+            y = np.concatenate([x[1:], nxt[:1]])  # the id after each (the text's last id has none)
+            if not len(y):
+                break
+            out = self.run(**{CHARS: self.time_major(CHARS, x[:len(y), None])}, **state)
             state = {i: out[o] for i, o in self.io.state}
             logits = self.time_major(LOGITS, out[LOGITS])[:, 0].astype(np.float64)  # (T, V)
             if y.max() >= logits.shape[1]:
@@ -75,7 +120,8 @@ class CharLM(Model):
             m = logits.max(axis=1, keepdims=True)
             log_z = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))[:, 0]
             total += float((log_z - logits[np.arange(len(y)), y]).sum())
-        return total / (len(ids) - 1)
+            x = nxt
+        return total / (len(text) - 1)
 
     def stream(self, temperature: float = 0.0, top_k: int | None = None, seed: int | None = None) -> "Stream":
         return Stream(self, temperature, top_k, seed)
@@ -89,11 +135,25 @@ class CharLM(Model):
 
     def step_streams(self, streams: Sequence["Stream"]) -> list[str]:
         """Advance every stream by one symbol in one batched session.run; returns each stream's new symbol
-        ("" for a stream that ended). Each stream samples with its own temperature, top_k and seed."""
+        ("" for a stream that ended). Each stream samples with its own temperature, top_k and seed. The whole
+        list is checked before any stream moves: a refused call changes nothing."""
+        if isinstance(streams, (Stream, str)) or not isinstance(streams, Iterable):
+            raise TypeError(f"{self.name}: step_streams: expected a sequence of streams, got "
+                            f"{type(streams).__name__}")
+        streams = list(streams)
+        seen: dict[int, int] = {}  # id(stream) -> its first index
+        for b, s in enumerate(streams):
+            if not isinstance(s, Stream):
+                raise TypeError(f"{self.name}: step_streams: streams[{b}]: expected a Stream, got {type(s).__name__}")
+            if s.lm is not self:
+                raise ValueError(f"{self.name}: step_streams: streams[{b}]: expected a stream of this model, got "
+                                 f"one of {s.lm.name!r}")
+            if id(s) in seen:
+                raise ValueError(f"{self.name}: step_streams: streams[{b}]: expected distinct streams, got the "
+                                 f"stream of streams[{seen[id(s)]}] again")
+            seen[id(s)] = b
         picks: dict[int, int] = {}  # stream index -> the symbol it picked and feeds back
         for b, s in enumerate(streams):
-            if s.lm is not self:
-                raise ValueError(f"{self.name}: a stream of another model ({s.lm.name}) cannot be stepped here")
             s._flush()
             if not s.ended:
                 nxt = s._pick()
@@ -117,11 +177,15 @@ class CharLM(Model):
     def iter_generate(self, prompt: str = "", max_chars: int = 256, temperature: float = 0.0,
                       top_k: int | None = None, seed: int | None = None) -> Iterator[str]:
         """Yield generated characters as they come: the start symbol and the prompt go in as one sequence, then
-        one step per character. Stops at the end symbol or after ``max_chars``. Temperature 0 is greedy."""
-        if not isinstance(max_chars, int) or max_chars < 0:
-            raise ValueError(f"max_chars: expected an int >= 0, got {max_chars!r}")
+        one step per character. Stops at the end symbol or after ``max_chars``. Temperature 0 is greedy. The
+        arguments are checked (and the prompt read) when called, not at the first character."""
+        max_chars = _int("max_chars", max_chars, 0)
         s = self.stream(temperature, top_k, seed)
         s.feed(prompt)
+        return self._generated(s, max_chars)
+
+    @staticmethod
+    def _generated(s: "Stream", max_chars: int) -> Iterator[str]:
         for _ in range(max_chars):
             ch = s.step()
             if s.ended:
@@ -136,23 +200,25 @@ class CharLM(Model):
 
 class Stream:
     """One text stream: ``feed(text)`` reads text (state carried), ``step()`` produces the next character,
-    ``reset()`` starts over. Text is fed ``FEED_CHUNK`` symbols per session.run, so memory stays flat however
-    much is fed."""
+    ``reset()`` starts over. Text is encoded and fed ``FEED_CHUNK`` symbols per session.run, so memory stays flat
+    however much is fed.
+
+    Arguments: ``temperature`` a finite number >= 0 (0: greedy; scores are scaled relative to the best one, so a
+    tiny temperature such as 5e-324 tends to greedy without overflow, ties shared evenly); ``top_k`` None or an
+    int >= 1; ``seed`` None or an int >= 0 (a ``numpy.random.Generator`` is refused: ``reset`` could not
+    re-seed it). numpy ints and floats are accepted as Python ones; bools are refused."""
 
     def __init__(self, lm: CharLM, temperature: float = 0.0, top_k: int | None = None, seed: int | None = None):
-        if not isinstance(temperature, (int, float)) or not np.isfinite(temperature) or temperature < 0:
-            raise ValueError(f"temperature: expected a finite number >= 0, got {temperature!r}")
-        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k: expected None or an int >= 1, got {top_k!r}")
-        self.lm, self.temperature, self.top_k = lm, float(temperature), top_k
-        self._seed = seed
+        self.lm, self.temperature = lm, _number("temperature", temperature)
+        self.top_k = _int("top_k", top_k, 1, none_ok=True)
+        self._seed = _int("seed", seed, 0, none_ok=True)
         self.reset()
 
     def reset(self) -> None:
         """Back to the start: zero state, the start symbol pending, the random generator re-seeded."""
         self._state = {i: self.lm.zero_state(i, 1) for i, _ in self.lm.io.state}
         self._logits: np.ndarray | None = None  # (V,) scores of the next symbol, once the start symbol is read
-        self._pending: list[np.ndarray] = [np.array([self.lm.bos_id], dtype=np.int64)]
+        self._pending: list[str | np.ndarray] = [np.array([self.lm.bos_id], dtype=np.int64)]  # read by _flush
         self.ended = False
         self.rng = np.random.default_rng(self._seed)
 
@@ -161,8 +227,8 @@ class Stream:
         """The recurrent state carried between runs: {state input name (``h_0``, ``c_0``): array with batch 1}.
         Save it with ``logits`` and assign both back to resume the stream (or copy them from another stream of
         the same model); assigned values are checked here, so a wrong one is a ValueError/TypeError, not an
-        error deep inside a run."""
-        return self._state
+        error deep inside a run. Both directions copy: the stream never shares its arrays with the caller."""
+        return {k: v.copy() for k, v in self._state.items()}
 
     @state.setter
     def state(self, value: Mapping[str, np.ndarray]) -> None:
@@ -172,7 +238,7 @@ class Stream:
             raise TypeError(f"{self.lm.name}: stream state: expected a mapping with keys {names}, got {got}")
         state = {}
         for name in names:
-            arr = self.lm._check(name, value[name])  # dtype, rank, fixed axes, finite values
+            arr = self.lm._check(name, np.array(value[name]))  # a copy; dtype, rank, fixed axes, finite values
             want = self.lm.zero_state(name, 1).shape
             if arr.shape != want:
                 raise ValueError(f"{self.lm.name}: stream state {name!r}: expected shape {want} (one stream), "
@@ -182,12 +248,13 @@ class Stream:
 
     @property
     def logits(self) -> np.ndarray | None:
-        """Scores (V,) of the next symbol, from which ``step`` picks; None before the stream has read anything."""
-        return self._logits
+        """Scores (V,) of the next symbol, from which ``step`` picks; None before the stream has read anything.
+        A copy, and assigning copies too."""
+        return None if self._logits is None else self._logits.copy()
 
     @logits.setter
     def logits(self, value: np.ndarray) -> None:
-        arr = np.asarray(value)
+        arr = np.array(value)  # a copy: later changes to ``value`` do not reach the stream
         n = self.lm.n_scores or len(self.lm.symbols)
         if arr.dtype.kind != "f" or arr.shape != (n,):
             raise ValueError(f"{self.lm.name}: stream logits: expected floats of shape ({n},), got {arr.dtype} "
@@ -197,8 +264,14 @@ class Stream:
         self._logits = arr
 
     def feed(self, text: str) -> None:
-        """Read ``text`` (any length); nothing is generated."""
-        self._pending.append(self.lm.encode(text))
+        """Read ``text`` (any length); nothing is generated. A stream that ended (generated the end symbol)
+        reads nothing more: feeding it is a ValueError until ``reset()``."""
+        if not isinstance(text, str):
+            raise TypeError(f"{self.lm.name}: expected text as str, got {type(text).__name__}")
+        if self.ended:
+            raise ValueError(f"{self.lm.name}: feed: expected a live stream, got one that has ended (it generated "
+                             f"the end symbol); call reset() to start over")
+        self._pending.append(text)
         self._flush()
 
     def step(self) -> str:
@@ -206,10 +279,9 @@ class Stream:
         return self.lm.step_streams([self])[0]
 
     def _flush(self) -> None:
-        ids = np.concatenate(self._pending) if self._pending else np.zeros(0, np.int64)
-        self._pending = []
-        for start in range(0, len(ids), FEED_CHUNK):
-            logits, self._state = self.lm._advance(ids[start:start + FEED_CHUNK, None], self._state)  # (T, 1)
+        pending, self._pending = self._pending, []
+        for ids in self.lm._chunks(pending):
+            logits, self._state = self.lm._advance(ids[:, None], self._state)  # (T, 1)
             self._logits = logits[0]  # (1, V) -> (V,)
 
     def _pick(self) -> int:
@@ -222,8 +294,9 @@ class Stream:
             if self.top_k is not None and self.top_k < logits.shape[0]:
                 cut = np.partition(logits, -self.top_k)[-self.top_k]
                 logits[logits < cut] = -np.inf
-            z = logits / self.temperature
-            p = np.exp(z - z.max())
+            with np.errstate(over="ignore"):  # a tiny temperature: -inf for all but the best, not NaN
+                z = (logits - logits.max()) / self.temperature  # <= 0, the best 0
+            p = np.exp(z)
             nxt = int(self.rng.choice(len(p), p=p / p.sum()))
         if nxt == self.lm.eos_id:
             self.ended = True

@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .artifact import BATCH, MANIFEST, TIME, ONNX_FILE, ArtifactError, Manifest, TensorSpec, read_onnx
+from .onnxproto import GraphFacts
 
 # onnxruntime's type strings for the dtypes our graphs use.
 _ORT_DTYPES = {
@@ -22,13 +23,29 @@ _ORT_DTYPES = {
 }
 
 
+# More intra-op threads than any edge CPU has cores: onnxruntime would start every one of them.
+MAX_THREADS = 1024
+
+
+def check_options(intra_op_threads: Any, spinning: Any) -> tuple[int, bool]:
+    """``intra_op_threads`` (an int in [1, MAX_THREADS], numpy ints too, not bool) and ``spinning`` (a bool) as
+    onnxruntime takes them; TypeError or ValueError naming the argument otherwise."""
+    if isinstance(intra_op_threads, (bool, np.bool_)) or not isinstance(intra_op_threads, (int, np.integer)):
+        raise TypeError(f"intra_op_threads: expected an int >= 1, got {type(intra_op_threads).__name__} "
+                        f"{intra_op_threads!r:.40}")
+    if not 1 <= intra_op_threads <= MAX_THREADS:
+        raise ValueError(f"intra_op_threads: expected an int in [1, {MAX_THREADS}], got {intra_op_threads}")
+    if not isinstance(spinning, (bool, np.bool_)):
+        raise TypeError(f"spinning: expected a bool, got {type(spinning).__name__} {spinning!r:.40}")
+    return int(intra_op_threads), bool(spinning)
+
+
 def session_options(intra_op_threads: int = 1, spinning: bool = False) -> ort.SessionOptions:
     """Defaults for small recurrent models on edge CPUs: one intra-op thread, no busy-wait spinning.
 
     A recurrent step is a few small matmuls; extra threads and spin-waiting cost more than they save.
     """
-    if not isinstance(intra_op_threads, int) or intra_op_threads < 1:
-        raise ValueError(f"intra_op_threads: expected an int >= 1, got {intra_op_threads!r}")
+    intra_op_threads, spinning = check_options(intra_op_threads, spinning)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = intra_op_threads
     opts.inter_op_num_threads = 1
@@ -53,32 +70,49 @@ class Model:
     """
 
     def __init__(self, folder: Path, manifest: Manifest, *, intra_op_threads: int = 1, spinning: bool = False,
-                 onnx_file: str = ONNX_FILE):
+                 onnx_file: str = ONNX_FILE, onnx: tuple[bytes, GraphFacts] | None = None):
+        """``onnx``: the model file's bytes and facts as ``read_onnx`` returns them (read here when None)."""
         self.folder = folder
         self.manifest = manifest
         self.io = manifest.io
         self.onnx_path = folder / onnx_file
-        data, graph = read_onnx(folder, manifest, onnx_file)
+        options = session_options(intra_op_threads, spinning)  # a bad argument is the caller's error, not the model's
+        data, graph = onnx or read_onnx(folder, manifest, onnx_file)
         try:
-            self.session = ort.InferenceSession(data, session_options(intra_op_threads, spinning),
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own untyped errors for unparsable graphs
             raise ArtifactError(f"{folder / onnx_file}: onnxruntime cannot load it: {e}") from None
         self._declared = {i.name: i for i in self.session.get_inputs()}
-        declared_out = [o.name for o in self.session.get_outputs()]
-        expected_in = sorted(t.name for t in self.io.inputs)
-        expected_out = [t.name for t in self.io.outputs]
-        if sorted(self._declared) != expected_in or declared_out != expected_out:
-            raise ArtifactError(
-                f"{folder / onnx_file}: graph IO disagrees with the manifest: expected inputs {expected_in} "
-                f"and outputs {expected_out}, got {sorted(self._declared)} and {declared_out}")
-        self.output_names = expected_out
+        self._check_graph_io()
+        self.output_names = [t.name for t in self.io.outputs]
         # Where each IO tensor has its batch axis (None: it has none); read on every call of the hot paths.
         self.batch_axis = {t.name: t.axis(BATCH) for t in self.io.inputs + self.io.outputs}
         # Integer inputs that index an embedding table: ids must lie in [0, rows) (the graph's Gather would
         # fail on larger ids and silently wrap negative ones).
         self._id_limits = {name: min(rows) for name in self._declared
                            if self._declared[name].type == "tensor(int64)" and (rows := graph.gathered_rows(name))}
+
+    def _check_graph_io(self) -> None:
+        """The graph's declared inputs and outputs must be the manifest's: names (outputs in order), dtypes and
+        axes, symbolic ones by name. A graph whose time and batch axes are swapped would otherwise run, and
+        silently answer something else, whenever T == B."""
+        outputs = self.session.get_outputs()
+        expected_in = sorted(t.name for t in self.io.inputs)
+        expected_out = [t.name for t in self.io.outputs]
+        if sorted(self._declared) != expected_in or [o.name for o in outputs] != expected_out:
+            raise ArtifactError(
+                f"{self.onnx_path}: graph IO disagrees with the manifest: expected inputs {expected_in} "
+                f"and outputs {expected_out}, got {sorted(self._declared)} and {[o.name for o in outputs]}")
+        for what, specs, graph in (("input", self.io.inputs, self._declared),
+                                   ("output", self.io.outputs, {o.name: o for o in outputs})):
+            for spec in specs:
+                node = graph[spec.name]
+                dtype = _ORT_DTYPES.get(node.type)
+                got = (str(dtype) if dtype is not None else node.type, tuple(node.shape))
+                if got != (spec.dtype, spec.shape):
+                    raise ArtifactError(
+                        f"{self.onnx_path}: graph {what} {spec.name!r} disagrees with the manifest: expected "
+                        f"{spec.dtype} {spec.shape}, got {got[0]} {got[1]} (dtype and axes, symbolic axes by name)")
 
     def _check_vocab(self, what: str, size: int, graph_size: int | None, graph_what: str) -> None:
         """Raise ArtifactError when the manifest's vocabulary ``what`` has ``size`` entries but the graph has
