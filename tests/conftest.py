@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +31,26 @@ def loaded(name: str):
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     return ARTIFACTS
+
+
+def copy_artifact(tmp_path: Path, name: str, dest: str | None = None) -> Path:
+    """A copy of committed artifact ``name`` under tmp_path, to damage or edit."""
+    folder = tmp_path / (dest or name)
+    shutil.copytree(ARTIFACTS / name, folder)
+    return folder
+
+
+def edit_manifest(folder: Path, change) -> None:
+    """Apply ``change`` to the folder's parsed manifest.json and write it back."""
+    from runtime.artifact import MANIFEST
+
+    m = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    change(m)
+    (folder / MANIFEST).write_text(json.dumps(m), encoding="utf-8")
+
+
+def rehash(folder: Path, file_name: str = "model.onnx") -> None:
+    """Record the file's current SHA-256, as someone who rewrote the whole artifact would."""
+    from runtime.artifact import sha256_bytes
+
+    edit_manifest(folder, lambda m: m["files"].__setitem__(file_name, sha256_bytes((folder / file_name).read_bytes())))

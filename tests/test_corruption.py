@@ -5,9 +5,7 @@ Each test copies a committed artifact into tmp_path first; the committed artifac
 
 from __future__ import annotations
 
-import json
 import pickle
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,26 +15,13 @@ from onnx.external_data_helper import set_external_data
 
 import runtime
 import runtime.model
-from runtime.artifact import MANIFEST, ONNX_FILE, ArtifactError, sha256_bytes
+from runtime.artifact import MANIFEST, ONNX_FILE, ArtifactError
 
-from .conftest import ARTIFACTS, run_cli
+from .conftest import copy_artifact, edit_manifest, rehash, run_cli
 
 
 def copy(tmp_path: Path, name: str = "pos-tutorial") -> Path:
-    dest = tmp_path / name
-    shutil.copytree(ARTIFACTS / name, dest)
-    return dest
-
-
-def edit_manifest(folder: Path, change) -> None:
-    m = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    change(m)
-    (folder / MANIFEST).write_text(json.dumps(m), encoding="utf-8")
-
-
-def rehash(folder: Path, file_name: str = ONNX_FILE) -> None:
-    """Record the file's current SHA-256, as someone who rewrote the whole artifact would."""
-    edit_manifest(folder, lambda m: m["files"].__setitem__(file_name, sha256_bytes((folder / file_name).read_bytes())))
+    return copy_artifact(tmp_path, name)
 
 
 def refused(folder: Path, *words: str, variant: str = "fp32") -> str:

@@ -22,23 +22,11 @@ from hypothesis import strategies as st
 import runtime
 from runtime.artifact import MANIFEST, ONNX_FILE, ArtifactError, sha256_bytes
 
-from .conftest import ARTIFACTS
+from .conftest import ARTIFACTS, copy_artifact, edit_manifest, rehash
 
 
 def copy(tmp_path: Path, name: str = "lstm-2layer", dest: str | None = None) -> Path:
-    folder = tmp_path / (dest or name)
-    shutil.copytree(ARTIFACTS / name, folder)
-    return folder
-
-
-def edit_manifest(folder: Path, change) -> None:
-    m = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    change(m)
-    (folder / MANIFEST).write_text(json.dumps(m), encoding="utf-8")
-
-
-def rehash(folder: Path, file_name: str = ONNX_FILE) -> None:
-    edit_manifest(folder, lambda m: m["files"].__setitem__(file_name, sha256_bytes((folder / file_name).read_bytes())))
+    return copy_artifact(tmp_path, name, dest)
 
 
 def load_within(folder: Path, case: str, seconds: float = 20, **kwargs):
