@@ -20,16 +20,16 @@ import onnxruntime
 import torch
 
 import runtime
-from runtime.artifact import (BATCH, INT8_FILE, ArtifactError, ONNX_FILE, TIME, TORCHSCRIPT_FILE, IOSpec, Manifest, sha256_bytes,
+from runtime.artifact import (INT8_FILE, ONNX_FILE, TORCHSCRIPT_FILE, ArtifactError, Manifest, sha256_bytes,
                               write_manifest)
 from .convert import (EXPORTERS, ONNX_PATHS, OPSET, ExportError, add_metadata, check_onnx, quantize_int8, to_onnx,
                       to_torchscript, quiet_export_tools)
 from .diagnose import declared_pins, explain, pinned_places, suspect_symbols
-from .feeds import Custom, Feed, Plan
+from .feeds import Custom, Feed
 from .rewrite import portable_recurrent
 from .signature import AttributeGuard, Signature, SignatureError, infer, torch_backend, unflatten
-from .verify import (OTHER_RUNTIMES, Case, Diff, ParityError, Subject, case_feed, check_backends, check_runtimes,
-                     raise_on_failure, runtime_backend, summarize, verify)
+from .verify import (OTHER_RUNTIMES, Diff, ParityError, Subject, case_feed, check_backends, check_runtimes,
+                     probe_cases, raise_on_failure, runtime_backend, summarize, verify)
 from .write import publish, staging
 
 # What the portable form of recurrent layers cannot give (rewrite.PortableRNN), said where an export fails.
@@ -215,7 +215,7 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
     diffs += cross
     results = [{"what": what, "ok": ok, "detail": detail} for what, ok, detail in job.facts]
     if job.int8:
-        results.append(_int8_check(subject, tmp))
+        results.append(_int8_check(subject, loaded, tmp))
     for check in job.checks:
         ok, detail = check.run(loaded)
         results.append({"what": check.what, "ok": ok, "detail": detail})
@@ -285,18 +285,6 @@ def _try_onnx(module, args, tmp: Path, manifest: Manifest, sig: Signature, subje
         f"\n{diagnosis}" if diagnosis else "")
 
 
-def probe_cases(plan: Plan, io: IOSpec) -> list[Case]:
-    """The example's sizes, then each symbol at its smallest and largest verified size."""
-    base = {s: plan.example[s] for s in plan.sizes}
-    grid = [dict(base)]
-    for s, sizes in plan.sizes.items():
-        grid += [{**base, s: min(sizes)}, {**base, s: max(sizes)}]
-    if TIME in base and BATCH in base:
-        grid.append({**base, TIME: max(plan.sizes[TIME]), BATCH: max(plan.sizes[BATCH])})
-    unique = list(dict.fromkeys(tuple(g.items()) for g in grid))
-    return [Case(sizes, bool(io.state)) for sizes in unique]
-
-
 def _diagnose(module, args, sig: Signature, diffs: list[Diff]) -> str:
     suspects = suspect_symbols(diffs, sig.plan.example)
     if not suspects or isinstance(module, torch.jit.ScriptModule):
@@ -316,9 +304,10 @@ def _exporter_record(chosen: str | None, attempts: list[str]) -> dict:
             "exporter_attempts": attempts}
 
 
-def _int8_check(subject: Subject, tmp: Path) -> dict:
-    """int8 vs fp32 through the runtime on the probe sizes: relative RMS error per float output."""
-    fp32, q = runtime.load(tmp), runtime.load(tmp, variant="int8")
+def _int8_check(subject: Subject, fp32: runtime.Model, tmp: Path) -> dict:
+    """int8 vs fp32 (``fp32``, loaded already) through the runtime on the probe sizes: relative RMS error per
+    float output."""
+    q = runtime.load(tmp, variant="int8")
     worst, where = 0.0, ""
     for case in probe_cases(subject.plan, subject.io):
         feed = case_feed(subject, case)

@@ -1,10 +1,10 @@
 """Convert a trained network to TorchScript and ONNX, and check the ONNX graph.
 
-Exporter choice, by evidence (torch 2.13.0, onnxruntime 1.32): the default dynamo-based ``torch.onnx.export``
-declares the time axis of LSTM, GRU and RNN graphs as the example's fixed length (e.g. ``scores: [5, batch,
-3]``) and the graph then fails at every other length inside a Reshape; the TorchScript-based exporter
-(``dynamo=False``) keeps ``time`` and ``batch`` symbolic and matches eager within 3e-7 at lengths 1-300.
-So ``torchscript`` is the default; ``--exporter dynamo`` stays available and is held to the same checks.
+The ONNX paths (``ONNX_PATHS``) are tried in order by ``api.export_module`` and the first whose graph passes
+the length probes is kept, by evidence (torch 2.13.0): the dynamo-based ``torch.onnx.export`` silently pins the
+time axis of LSTM, GRU and RNN graphs to the example's length, while the TorchScript-based exporter
+(``dynamo=False``) keeps ``time`` and ``batch`` symbolic; ``--exporter dynamo`` stays available and is held to the
+same checks.
 """
 
 from __future__ import annotations

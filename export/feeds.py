@@ -88,3 +88,20 @@ def _lengths(rng: np.random.Generator, time: int, batch: int, descending: bool, 
     if descending:
         lengths = np.sort(lengths)[::-1]
     return np.ascontiguousarray(lengths.astype(dtype))
+
+
+def batch_of(io: IOSpec, feed: Feed) -> int:
+    """B, read off the first input of ``feed`` that has a batch axis (1 when none has)."""
+    for spec in io.inputs:
+        if spec.name in feed and BATCH in spec.shape:
+            return int(feed[spec.name].shape[spec.axis(BATCH)])
+    return 1
+
+
+def complete(io: IOSpec, feed: Feed) -> Feed:
+    """``feed`` with absent state inputs as zeros, as the runtime fills them: for the torch backends and the other
+    ONNX runtimes, which need every input."""
+    batch = batch_of(io, feed)
+    zeros = {i: np.zeros([batch if d == BATCH else d for d in io.input(i).shape], np.dtype(io.input(i).dtype))
+             for i, _ in io.state if i not in feed}
+    return {**feed, **zeros} if zeros else feed

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from runtime.artifact import BATCH, TIME, IOSpec, TensorSpec
-from .feeds import Feed, Plan, make_feed
+from .feeds import Feed, Plan, complete, make_feed
 from .verify import BATCHES, LONG
 
 DTYPES = {torch.float32: "float32", torch.int64: "int64", torch.int32: "int32", torch.bool: "bool"}
@@ -64,9 +64,8 @@ def flat_outputs(out: Any) -> list[torch.Tensor]:
 def call_module(module: Callable, io: IOSpec, structure: Structure, feed: Feed) -> list[np.ndarray]:
     """Call an eager or TorchScript module with a feed, its flattened outputs as arrays. Absent state inputs are
     zeros, as in the runtime."""
-    batch = batch_of(io, feed)
-    leaves = [torch.from_numpy(feed[spec.name]) if spec.name in feed else
-              torch.zeros([batch if d == BATCH else d for d in spec.shape]) for spec in io.inputs]
+    feed = complete(io, feed)
+    leaves = [torch.from_numpy(feed[spec.name]) for spec in io.inputs]
     with torch.no_grad():
         return [t.detach().numpy() for t in flat_outputs(module(*unflatten(structure, leaves)))]
 
@@ -125,13 +124,6 @@ def _same(a: Any, b: Any) -> bool:
     a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
     return len(a) == len(b) and all(isinstance(x, torch.Tensor) and x.shape == y.shape and torch.equal(x, y)
                                     for x, y in zip(a, b))
-
-
-def batch_of(io: IOSpec, feed: Feed) -> int:
-    for spec in io.inputs:
-        if spec.name in feed and BATCH in spec.shape:
-            return int(feed[spec.name].shape[spec.axis(BATCH)])
-    return 1
 
 
 @dataclass
@@ -283,9 +275,8 @@ def _infer_outputs(model, io, structure, plan, output_names, custom, guard) -> t
     outputs, notes = [], []
     for i, name in enumerate(names):
         arr = first[i]
-        dtype = {np.dtype(np.float32): "float32", np.dtype(np.int64): "int64", np.dtype(np.int32): "int32",
-                 np.dtype(np.bool_): "bool"}.get(arr.dtype)
-        if dtype is None:
+        dtype = arr.dtype.name
+        if dtype not in DTYPES.values():
             raise SignatureError(f"output {name!r}: dtype {arr.dtype} is not supported (float32, int64, int32, bool)")
         shapes = [(sizes, out[i].shape) for sizes, out in results]
         if len({len(s) for _, s in shapes}) != 1:

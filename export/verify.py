@@ -23,7 +23,7 @@ import numpy as np
 import runtime
 from runtime.artifact import BATCH, TIME, IOSpec, TensorSpec
 from . import runtimes
-from .feeds import Custom, Feed, Plan, make_feed
+from .feeds import Custom, Feed, Plan, complete, make_feed
 
 # fp32 tolerances: |a - b| <= ATOL * max(1, max|b|) + RTOL * |b|, element-wise, b the whole output tensor. The
 # absolute part scales with the tensor's magnitude: rounding differences accumulated over hundreds of steps are
@@ -120,6 +120,18 @@ def stepping_cases(plan: Plan, io: IOSpec) -> list[Case]:
             sizes = {**base, TIME: t, **({BATCH: b} if b else {})}
             grid.append(Case(tuple(sizes.items()), True))
     return grid
+
+
+def probe_cases(plan: Plan, io: IOSpec) -> list[Case]:
+    """The example's sizes, then each symbol at its smallest and largest verified size."""
+    base = {s: plan.example[s] for s in plan.sizes}
+    grid = [dict(base)]
+    for s, sizes in plan.sizes.items():
+        grid += [{**base, s: min(sizes)}, {**base, s: max(sizes)}]
+    if TIME in base and BATCH in base:
+        grid.append({**base, TIME: max(plan.sizes[TIME]), BATCH: max(plan.sizes[BATCH])})
+    unique = list(dict.fromkeys(tuple(g.items()) for g in grid))
+    return [Case(sizes, bool(io.state)) for sizes in unique]
 
 
 def padding_cases(plan: Plan, io: IOSpec) -> list[Case]:
@@ -387,14 +399,6 @@ def case_of(io: IOSpec, feed: Feed) -> Case:
                 if d in (TIME, BATCH):
                     sizes.setdefault(d, int(n))
     return Case(tuple(sizes.items()), any(i in feed for i, _ in io.state))
-
-
-def complete(io: IOSpec, feed: Feed) -> Feed:
-    """``feed`` with absent state inputs as zeros (what ``runtime`` does), for runtimes that need every input."""
-    batch = next((feed[s.name].shape[s.axis(BATCH)] for s in io.inputs if s.name in feed and BATCH in s.shape), 1)
-    zeros = {i: np.zeros([batch if d == BATCH else d for d in io.input(i).shape], np.float32)
-             for i, _ in io.state if i not in feed}
-    return {**feed, **zeros}
 
 
 def check_runtimes(subject: Subject, onnx_path, feeds: list[Feed] | None = None,
