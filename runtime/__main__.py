@@ -6,9 +6,11 @@ import argparse
 import json
 import lzma
 import math
+import os
 import sys
+from pathlib import Path
 
-from . import conllu_io, load
+from . import corpus, files, load
 from .artifact import ArtifactError
 from .charlm import CharLM
 from .tagger import Tagger
@@ -23,12 +25,18 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("artifact", help="artifact folder, e.g. artifacts/pos-tutorial")
 
     tag = sub.add_parser("tag", help="tag sentences (text: one whitespace-tokenized sentence per line, word/TAG "
-                                     "out; conllu: CoNLL-U in, the same with column 4 filled out)")
+                                     "out; conllu: CoNLL-U in, the same bytes out with column 4 filled)",
+                         description="Tag one input to standard output, or many into a folder with --out (one output "
+                                     "file per input file, written atomically; see runtime/files.py for the paths).")
     tag.add_argument("artifact", help="a tagger artifact folder, e.g. artifacts/pos-ewt")
-    tag.add_argument("file", nargs="?", default="-",
-                     help="input file (.xz is decompressed), or - for standard input (default)")
-    tag.add_argument("--format", choices=("text", "conllu"), default="text", help="input/output format (default text)")
+    tag.add_argument("inputs", nargs="*", metavar="INPUT",
+                     help="input files (.xz is decompressed), folders or glob patterns; none or - reads standard "
+                          "input (without --out)")
+    tag.add_argument("--format", choices=corpus.FORMATS, default="text", help="input/output format (default text)")
     tag.add_argument("--variant", choices=("fp32", "int8"), default="fp32", help="model variant (default fp32)")
+    tag.add_argument("--out", type=Path, metavar="DIR", help="write one tagged file per input file under DIR")
+    tag.add_argument("--resume", action="store_true",
+                     help="with --out: skip inputs whose output exists (outputs are complete or absent)")
 
     ev = sub.add_parser("eval", help="UPOS accuracy on a gold CoNLL-U file, with per-tag precision and recall")
     ev.add_argument("artifact", help="a tagger artifact folder, e.g. artifacts/pos-ewt")
@@ -63,59 +71,101 @@ def _load(args, kind):
     return model
 
 
-def _open_text(path: str):
-    """A UTF-8 text file, xz-compressed when its name ends in .xz."""
-    return lzma.open(path, "rt", encoding="utf-8") if path.endswith(".xz") else open(path, encoding="utf-8")
+def _read_text(path: str) -> str:
+    """A whole UTF-8 text file, xz-compressed when its name ends in .xz; damage is a ValueError naming it."""
+    try:
+        with corpus.open_input(path) as f:
+            return f.read().decode("utf-8")
+    except (lzma.LZMAError, EOFError) as e:
+        raise ValueError(f"{path}: cannot decompress ({e})") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 (byte {e.start + 1})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status 0 on success; 1 with one line on stderr for any error (bad artifact or input, out of memory,
+    standard output closed); 2 for a bad command line; 130 with one line when interrupted (Ctrl-C)."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "info":
-            m = load(args.artifact, intra_op_threads=args.threads).manifest
-            parity = {k: v for k, v in m.parity.items() if k != "failures"}
-            print(json.dumps({"name": m.name, "kind": m.kind, "config": m.config, "io": m.io.to_json(),
-                              "files": m.files, "export": m.export, "parity": parity}, indent=2))
-        elif args.command == "tag":
-            tagger = _load(args, Tagger)
-            stream = sys.stdin if args.file == "-" else _open_text(args.file)
-            with stream:
-                if args.format == "conllu":
-                    conllu_io.write_tagged(tagger, conllu_io.read(stream), sys.stdout)
-                else:
-                    for line in stream:
-                        words = line.split()
-                        print(" ".join(f"{w}/{t}" for w, t in zip(words, tagger.tag(words))))
-        elif args.command == "eval":
-            tagger = _load(args, Tagger)
-            with _open_text(args.gold) as f:
-                result = conllu_io.evaluate(tagger, conllu_io.read(f))
-            for line in conllu_io.format_report(result):
-                print(line)
-            if args.json:
-                print(json.dumps({k: result[k] for k in ("sentences", "tokens", "correct", "accuracy")}))
-        elif args.command == "generate":
-            lm = _load(args, CharLM)
-            sys.stdout.write(args.prompt)
-            for ch in lm.iter_generate(args.prompt, args.max_chars, args.temperature, args.top_k, args.seed):
-                sys.stdout.write(ch)
-                sys.stdout.flush()
-            sys.stdout.write("\n")
-        elif args.command == "loss":
-            lm = _load(args, CharLM)
-            if not 0.0 <= args.start_fraction < 1.0:
-                raise ValueError(f"--start-fraction: expected a number in [0, 1), got {args.start_fraction}")
-            with _open_text(args.file) as f:
-                text = f.read()
-            text = text[int(len(text) * args.start_fraction):]
-            value = lm.loss(text)
-            print(f"{value:.4f} nats/char ({value / math.log(2):.4f} bits/char) over {len(text) - 1} characters")
-            if args.json:
-                print(json.dumps({"characters": len(text) - 1, "loss": value}))
+        return _run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop writing, quietly close standard output
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("error: standard output closed before everything was written", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"error: out of memory running '{args.command}'", file=sys.stderr)
+        return 1
     except (ArtifactError, ValueError, TypeError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+
+
+def _run(args) -> int:
+    to_files = args.command == "tag" and args.out is not None
+    if sys.stdout is None and not to_files:  # started with standard output closed (`>&-`)
+        raise OSError("standard output is closed: nothing could be written")
+    if args.command == "info":
+        m = load(args.artifact, intra_op_threads=args.threads).manifest
+        parity = {k: v for k, v in m.parity.items() if k != "failures"}
+        print(json.dumps({"name": m.name, "kind": m.kind, "config": m.config, "io": m.io.to_json(),
+                          "files": m.files, "export": m.export, "parity": parity}, indent=2))
+    elif args.command == "tag":
+        return _tag(args)
+    elif args.command == "eval":
+        tagger = _load(args, Tagger)
+        with corpus.open_input(args.gold) as f:
+            result = corpus.evaluate(tagger, f, args.gold)
+        for line in corpus.format_report(result):
+            print(line)
+        if args.json:
+            print(json.dumps({k: result[k] for k in ("sentences", "tokens", "correct", "accuracy", "unscored")}))
+    elif args.command == "generate":
+        lm = _load(args, CharLM)
+        sys.stdout.write(args.prompt)
+        for ch in lm.iter_generate(args.prompt, args.max_chars, args.temperature, args.top_k, args.seed):
+            sys.stdout.write(ch)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    elif args.command == "loss":
+        lm = _load(args, CharLM)
+        if not 0.0 <= args.start_fraction < 1.0:
+            raise ValueError(f"--start-fraction: expected a number in [0, 1), got {args.start_fraction}")
+        text = _read_text(args.file)
+        text = text[int(len(text) * args.start_fraction):]
+        value = lm.loss(text)
+        print(f"{value:.4f} nats/char ({value / math.log(2):.4f} bits/char) over {len(text) - 1} characters")
+        if args.json:
+            print(json.dumps({"characters": len(text) - 1, "loss": value}))
+    sys.stdout.flush()  # here, so that a failing write is reported like any error
     return 0
+
+
+def _tag(args) -> int:
+    if args.out is None:
+        if len(args.inputs) > 1 or args.resume:
+            raise ValueError("several inputs and --resume need --out DIR (one output file per input)")
+        tagger = _load(args, Tagger)
+        source = args.inputs[0] if args.inputs else "-"
+        if source == "-":
+            stream, name = sys.stdin.buffer, "<stdin>"
+        else:
+            stream, name = corpus.open_input(source), source
+        with stream:
+            size = 1 if stream.isatty() else corpus.CHUNK_BLOCKS  # typed lines get their answer at once
+            corpus.tag_file(tagger, stream, sys.stdout.buffer, args.format, name, size)
+        sys.stdout.flush()
+        return 0
+    if not args.inputs or "-" in args.inputs:
+        raise ValueError("--out DIR: give the input files, folders or globs (standard input goes to standard output)")
+    jobs = files.plan(args.inputs, args.out)
+    summary = files.run_local(_load(args, Tagger), jobs, args.format, args.resume)
+    print(summary.line(), file=sys.stderr)
+    for failure in summary.failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return 1 if summary.failures else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,142 @@
+"""Tag many files into a folder: ``python -m runtime tag ARTIFACT INPUT... --out DIR``.
+
+Inputs are files, folders (every file below them) and glob patterns; each gives one output file under DIR:
+
+- a folder ``F``: ``F/a/b.txt`` -> ``DIR/a/b.txt`` (the path below the folder);
+- a glob ``corpus/*/x*.txt``: each match's path below the pattern's fixed part (``corpus``);
+- a file: ``DIR/<its name>``.
+
+A trailing ``.xz`` is dropped from the output name (outputs are plain UTF-8). Two inputs mapping to one output
+are refused before any work. Each output is written to a temporary file beside it and renamed into place when its
+last sentence is tagged, so an output that exists is complete; ``resume`` skips those. A file that cannot be read
+or parsed fails alone, with one line naming it and the line; the others are still tagged.
+
+The engine here tags the files one after the other in this process; ``ray_engine`` spreads them over a Ray
+cluster. Both tag each file in the chunks ``corpus.chunks`` cuts, so they write the same bytes.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import corpus
+
+
+@dataclass(frozen=True)
+class Job:
+    source: str  # the input file, as the user named it (or as a folder/glob expanded it)
+    output: Path  # its output file, under the output folder
+
+
+@dataclass
+class Summary:
+    files: int = 0  # tagged in this run
+    skipped: int = 0  # complete already (resume)
+    sentences: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)  # one line each: "FILE: line N: what"
+
+    def add(self, stats: dict) -> None:
+        self.files += 1
+        self.sentences += stats["sentences"]
+        self.tokens += stats["tokens"]
+
+    def line(self) -> str:
+        rate = self.tokens / self.seconds if self.seconds > 0 else 0.0
+        return (f"tagged {self.files} files ({self.skipped} complete already, {len(self.failures)} failed): "
+                f"{self.sentences:,} sentences, {self.tokens:,} tokens, {rate:,.0f} tokens/s, {self.seconds:.1f} s")
+
+
+def plan(inputs: list[str], out_dir: Path) -> list[Job]:
+    """Every input file and its output path, in input order (a folder's and a glob's files sorted by path).
+    ValueError for an input that matches nothing and for two inputs writing one output."""
+    jobs, seen = [], {}
+    for arg in inputs:
+        if glob.has_magic(arg):
+            base = _fixed_prefix(arg)
+            found = sorted(p for p in glob.glob(arg, recursive=True) if os.path.isfile(p))
+            pairs = [(p, os.path.relpath(p, base)) for p in found]
+        elif os.path.isdir(arg):
+            found = sorted(str(p) for p in Path(arg).rglob("*") if p.is_file())
+            pairs = [(p, os.path.relpath(p, arg)) for p in found]
+        else:
+            pairs = [(arg, os.path.basename(arg))]  # missing or unreadable: that file fails when it is read
+        if not pairs:
+            raise ValueError(f"{arg}: no files match")
+        for source, rel in pairs:
+            output = out_dir / (rel[:-3] if rel.endswith(".xz") else rel)
+            if output in seen:
+                raise ValueError(f"{source} and {seen[output]} would both be written to {output}")
+            seen[output] = source
+            jobs.append(Job(source, output))
+    return jobs
+
+
+def _fixed_prefix(pattern: str) -> str:
+    """The folders of a glob pattern before its first wildcard: ``corpus/*/x*.txt`` -> ``corpus``."""
+    parts = Path(pattern).parts
+    fixed = [p for p in parts[:next(i for i, p in enumerate(parts) if glob.has_magic(p))]]
+    return str(Path(*fixed)) if fixed else "."
+
+
+def write_atomic(output: Path, write: Callable) -> dict:
+    """``write(binary_file)`` into a temporary file beside ``output``, renamed to ``output`` once it returns;
+    removed if it raises. Returns what ``write`` returns."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            result = write(f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, output)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return result
+
+
+def pending(jobs: list[Job], resume: bool) -> tuple[list[Job], int]:
+    """The jobs still to do and how many were skipped: with ``resume``, outputs that exist are complete."""
+    todo = [j for j in jobs if not (resume and j.output.is_file())]
+    return todo, len(jobs) - len(todo)
+
+
+def tag_one(tagger, job: Job, fmt: str) -> dict:
+    """Tag ``job.source`` into ``job.output`` atomically (the single-process command's per-file work)."""
+    with corpus.open_input(job.source) as stream:
+        return write_atomic(job.output, lambda out: corpus.tag_file(tagger, stream, out, fmt, job.source))
+
+
+def run_local(tagger, jobs: list[Job], fmt: str, resume: bool) -> Summary:
+    """Tag the files one by one in this process, a progress line per file on stderr."""
+    started = time.perf_counter()
+    todo, skipped = pending(jobs, resume)
+    summary = Summary(skipped=skipped)
+    for i, job in enumerate(todo, 1):
+        try:
+            stats = tag_one(tagger, job, fmt)
+        except (ValueError, OSError) as e:
+            summary.failures.append(_failure(job, e))
+            print(f"[{i}/{len(todo)}] error: {summary.failures[-1]}", file=sys.stderr, flush=True)
+            continue
+        summary.add(stats)
+        print(f"[{i}/{len(todo)}] {job.output}: {stats['sentences']:,} sentences, {stats['tokens']:,} tokens",
+              file=sys.stderr, flush=True)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _failure(job: Job, e: Exception) -> str:
+    """One line: ValueErrors from ``corpus`` name the file and line already; OSErrors name the file."""
+    if isinstance(e, OSError):
+        return f"{job.source}: {e.strerror or e}"
+    text = str(e)
+    return text if text.startswith(job.source) else f"{job.source}: {text}"
