@@ -1,13 +1,14 @@
-# make run:  create .venv, install, train + export + verify every seed model into artifacts/, print the parity table
+# make run:  create .venv, install, export + verify every registered model into artifacts/ (trained ones from their committed checkpoints), print the parity table
 # make test: create .venv if missing, install, run the test suite
 # make bench: the benchmarks (< 10 min, quiet machine): benchmarks/results.{json,md}, chart.png, README table
+# make bench-ray: the Ray engine, 1 and 2 workers, against the single process: benchmarks/ray_results.{json,md}
 # make retrain-pos-ewt: train the EWT tagger from scratch instead of exporting its committed checkpoint
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(VENV)/bin/pip
 STAMP   := $(VENV)/.seqedge-installed
 
-.PHONY: install run test bench bench-quick retrain-pos-ewt retrain-char-shakespeare clean
+.PHONY: install run test bench bench-quick bench-ray retrain-pos-ewt retrain-char-shakespeare clean
 
 install: $(STAMP)
 
@@ -32,6 +33,10 @@ bench: install
 # About a minute, into benchmarks/quick/ (the test suite runs it too, as a smoke test; no timing is asserted).
 bench-quick: install
 	$(PY) benchmarks/bench.py --quick
+
+# The Ray engine against the single-process command (2 cores: 1 and 2 workers): benchmarks/ray_results.{json,md}.
+bench-ray: install
+	$(PY) benchmarks/ray_bench.py
 
 # Train pos-ewt from scratch (<= 30 min on 2 cores), update its checkpoint, re-export and verify it.
 retrain-pos-ewt: install

@@ -18,6 +18,7 @@ from pathlib import Path  # noqa: E402
 from . import cli  # noqa: E402
 from .convert import EXPORTERS, ExportError  # noqa: E402
 from .verify import ParityError  # noqa: E402
+from .write import WriteError, check_writable  # noqa: E402
 from .zoo.build import export  # noqa: E402
 from .zoo.registry import REGISTRY  # noqa: E402
 from .zoo.spec import DataError, check_data, use_data_dir  # noqa: E402
@@ -45,8 +46,11 @@ def _parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_OUT}); --module: the artifact folder itself")
     p.add_argument("--force", action="store_true", help="replace artifacts that already exist")
     p.add_argument("--retrain", action="store_true",
-                   help="train models that have a committed checkpoint (pos-ewt) from scratch and update the "
-                        "checkpoint, instead of exporting it (seed models always train: seconds)")
+                   help="train the trained models from scratch and rewrite their committed checkpoint "
+                        "(export/zoo/checkpoints/NAME.pt), instead of exporting it: pos-ewt and char-shakespeare "
+                        "(about 25 min each), pos-tutorial, pos-tutorial-gru, char-hello, char-hello-batch-first "
+                        "(seconds; the weights may then differ in more than their last bits on another CPU). The "
+                        "untrained seed models are rebuilt from their seed either way")
     p.add_argument("--exporter", choices=EXPORTERS, default="auto",
                    help="ONNX exporter: auto (default: torch's TorchScript-based exporter on the traced module, then "
                         "on the scripted module, then the dynamo exporter; the first whose graph passes the length "
@@ -79,8 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         return _fail(f"unknown model(s) {unknown}: expected names from: {', '.join(REGISTRY)}", 2)
     names = list(REGISTRY) if args.all else args.names
-    if args.out.exists() and not args.out.is_dir():
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
         return _fail(f"--out {args.out}: expected a folder, got a file", 2)
+    try:  # before any work, and leaves nothing behind
+        check_writable(args.out, f"--out {args.out}")
+    except WriteError as e:
+        return _fail(str(e), 1)
     if not args.force:
         existing = [n for n in names if (args.out / n).exists()]
         if existing:
@@ -106,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             r = export(REGISTRY[name], args.out, exporter=args.exporter, force=args.force, retrain=args.retrain)
         except DataError as e:  # bad data fails the whole run at once: the next model would read it too
             return _fail(f"{name}: not written: {e}", 1)
+        except WriteError as e:  # a full disk, a read-only file system: so would the next model's
+            return _fail(str(e), 1)
         except (ExportError, ParityError) as e:
             print(f"error: {name}: not written: {e}", file=sys.stderr)
             failed.append(name)

@@ -9,6 +9,8 @@ mode, anything it scripted before) is as it was after the call.
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +22,8 @@ import onnxruntime
 import torch
 
 import runtime
-from runtime.artifact import (INT8_FILE, ONNX_FILE, TORCHSCRIPT_FILE, ArtifactError, Manifest, sha256_bytes,
-                              write_manifest)
+from runtime.artifact import (INT8_FILE, ONNX_FILE, TORCHSCRIPT_FILE, ArtifactError, Manifest, read_manifest,
+                              sha256_bytes, write_manifest)
 from .convert import (EXPORTERS, ONNX_PATHS, OPSET, ExportError, add_metadata, check_onnx, quantize_int8, to_onnx,
                       to_torchscript, quiet_export_tools)
 from .diagnose import declared_pins, explain, pinned_places, suspect_symbols
@@ -30,7 +32,7 @@ from .rewrite import portable_recurrent
 from .signature import AttributeGuard, Signature, SignatureError, infer, torch_backend, unflatten
 from .verify import (OTHER_RUNTIMES, Diff, ParityError, Subject, case_feed, check_backends, check_runtimes,
                      probe_cases, raise_on_failure, runtime_backend, summarize, verify)
-from .write import publish, staging
+from .write import check_writable, publish, staging
 
 # What the portable form of recurrent layers cannot give (rewrite.PortableRNN), said where an export fails.
 PORTABILITY = ("note: in the portable form an LSTM's c_n for a sequence shorter than its batch's longest is not "
@@ -60,6 +62,7 @@ class _Job:
     extra_files: dict[str, bytes]
     runtime_feeds: Callable[[runtime.Model], list[Feed]] | None
     say: Callable[[str], None]
+    previous: dict | None = None  # the manifest (JSON) of the artifact this export replaces, if any
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,9 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
     inputs (made with the loaded artifact, e.g. ``Tagger.inputs``) that the other ONNX runtimes are checked on too,
     ``log`` for progress lines.
 
-    Returns the artifact folder; raises ExportError (bad arguments, unsupported layers, pinned axes) or
-    ParityError (backends disagree), and writes nothing then.
+    Returns the artifact folder; raises ExportError (bad arguments, unsupported layers, pinned axes; WriteError
+    when the file system refuses: checked before any work, or a full disk while writing) or ParityError
+    (backends disagree), and writes nothing then.
     """
     if not isinstance(model, torch.nn.Module):
         raise ExportError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -107,6 +111,7 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
         raise ExportError(f"exporter: expected one of {EXPORTERS}, got {exporter!r}")
     dest = Path(folder)
     name = name or dest.name
+    check_writable(dest.parent, str(dest))  # before any work: WriteError "DEST: cannot write there (...)"
     if dest.exists() and not force:
         raise ExportError(f"{dest} exists; pass force=True (--force) to replace it")
     if dest.exists() and not dest.is_dir():
@@ -130,8 +135,9 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
                 raise ExportError(f"{name}: {e}") from None
             job.say(f"{name}: IO {_io_line(sig)}")
             with staging(dest) as tmp:
+                job.previous = _recorded(dest)  # after staging put back a previous artifact a kill left aside
                 _build(job, model, sig, tmp)
-                publish(tmp, dest)
+                publish(tmp, dest, replace=force)  # OSErrors in here: WriteError, one line (write.staging)
     finally:
         torch.set_grad_enabled(grad)
         torch.set_num_threads(threads)
@@ -224,6 +230,10 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
                                     **record}}
     if job.int8:
         manifest.export["int8_runtimes"] = INT8_RUNTIMES
+    if job.previous is not None and all(d.ok for d in diffs) and all(c["ok"] for c in results):
+        if _keep_recorded_figures(manifest, job.previous):
+            say(f"{name}: the same files as the artifact it replaces: every bound passed again here; its "
+                f"recorded figures are kept (measured on the CPU that first wrote them)")
     write_manifest(tmp, manifest)
     if not all(d.ok for d in diffs):
         notes = [_diagnose(model, args, sig, diffs)]
@@ -261,6 +271,10 @@ def _try_onnx(module, args, tmp: Path, manifest: Manifest, sig: Signature, subje
         to_onnx(portable, args, onnx_path, sig.io, sig.structure, path)
         add_metadata(onnx_path, manifest)
         check_onnx(onnx_path, sig.io)
+    except OSError as e:  # the file system's refusal (a full disk) is no exporter's: write.staging says it in one line
+        if e.errno is not None:
+            raise
+        return False, f"export failed: {type(e).__name__}: {e}"
     except Exception as e:  # each exporter fails in its own way; the reason is recorded and the next tried
         message = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(e).split()))  # the dynamo exporter's colours
         return False, f"export failed: {type(e).__name__}: {message[:300]}"
@@ -306,10 +320,13 @@ def _exporter_record(chosen: str | None, attempts: list[str]) -> dict:
 
 def _int8_check(subject: Subject, fp32: runtime.Model, tmp: Path) -> dict:
     """int8 vs fp32 (``fp32``, loaded already) through the runtime on the probe sizes: relative RMS error per
-    float output."""
+    float output, its worst over the sizes. The detail names the worst size only on failure: which size is
+    worst can change with the CPU's int8 kernels, and a passing detail must read the same on every machine but
+    for its figures (``_keep_recorded_figures``)."""
     q = runtime.load(tmp, variant="int8")
-    worst, where = 0.0, ""
-    for case in probe_cases(subject.plan, subject.io):
+    cases = probe_cases(subject.plan, subject.io)
+    worst: dict[str, tuple[float, str]] = {}  # float output -> (its worst error, where)
+    for case in cases:
         feed = case_feed(subject, case)
         a, b = fp32.run(**feed), q.run(**feed)
         for spec in subject.io.outputs:
@@ -317,9 +334,77 @@ def _int8_check(subject: Subject, fp32: runtime.Model, tmp: Path) -> dict:
                 continue
             ref = a[spec.name].astype(np.float64)
             err = float(np.sqrt(np.mean((b[spec.name] - ref) ** 2)) / max(np.sqrt(np.mean(ref ** 2)), 1e-12))
-            if err > worst:
-                worst, where = err, f"{spec.name} at {case}"
-    ok = worst <= INT8_MAX_ERROR
-    advice = "" if ok else ": int8 changes this model's outputs too much; export it without int8"
+            if err > worst.get(spec.name, (-1.0, ""))[0]:
+                worst[spec.name] = (err, str(case))
+    top, where = max(worst.values(), default=(0.0, "no float output"))
+    ok = top <= INT8_MAX_ERROR
+    detail = f"worst over {len(cases)} probe sizes: " + ", ".join(f"{n} {e:.4f}" for n, (e, _) in worst.items())
+    if not ok:
+        detail += (f"; {top:.4f} at {where} (output {max(worst, key=lambda n: worst[n][0])}): int8 changes this "
+                   f"model's outputs too much; export it without int8")
     return {"what": f"int8 vs fp32: relative RMS error of every float output <= {INT8_MAX_ERROR}", "ok": ok,
-            "detail": f"worst {worst:.4f} ({where}){advice}"}
+            "detail": detail}
+
+
+# ---- figures measured on this CPU ------------------------------------------------------------------------------
+# A figure measured by running the model (the parity tables' max diffs, each runtime's max diff, the numbers in a
+# check's detail: a seed's printed-tensor diff, an accuracy, int8's error and agreement) depends in its last digits
+# on the CPU: torch, onnxruntime (MLAS), OpenVINO and numpy pick AVX2, AVX-512 or VNNI kernels at run time, which
+# sum in other orders, and int8 kernels also saturate differently. Everything else in the manifest is decided by
+# the files and the tools' versions. So a re-export whose manifest differs from the one it replaces only in these
+# figures, after every bound passed again on this machine, keeps the recorded figures: `make run` on another CPU
+# rewrites no committed byte, and each figure stays the one measured by the export that first wrote the files.
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")  # with its sign: int8 may gain accuracy
+
+
+def _figure_paths(m: dict) -> list[tuple]:
+    """Where the manifest (JSON) holds figures measured on the exporting CPU: numbers, or text with numbers in it
+    (a check's detail; the ONNX paths tried, whose failures quote measured diffs)."""
+    parity, export = m.get("parity") or {}, m.get("export") or {}
+    paths: list[tuple] = [("parity", k) for k in ("max_abs_diff", "max_rel_diff") if k in parity]
+    paths += [("parity", "runtimes", r, "max_abs_diff") for r, v in (parity.get("runtimes") or {}).items()
+              if "max_abs_diff" in v]
+    paths += [("parity", "checks", i, "detail") for i in range(len(parity.get("checks") or []))]
+    paths += [("export", "exporter_attempts", i) for i in range(len(export.get("exporter_attempts") or []))]
+    return paths
+
+
+def _at(obj, path: tuple):
+    for key in path[:-1]:
+        obj = obj[key]
+    return obj, path[-1]
+
+
+def _masked(m: dict) -> dict:
+    """A copy of the manifest JSON, as written (tuples are lists), with its measured figures masked (in text: only
+    the numbers)."""
+    m = json.loads(json.dumps(m))
+    for path in _figure_paths(m):
+        obj, key = _at(m, path)
+        obj[key] = _NUMBER.sub("#", obj[key]) if isinstance(obj[key], str) else "#"
+    return m
+
+
+def _keep_recorded_figures(manifest: Manifest, previous: dict) -> bool:
+    """If ``manifest`` (every check passed) equals ``previous`` but for its measured figures, take those from
+    ``previous``; returns whether it did."""
+    new = manifest.to_json()
+    try:
+        if _masked(new) != _masked(previous):
+            return False
+    except (TypeError, AttributeError, KeyError, IndexError):  # a previous manifest of another shape
+        return False
+    live = {"parity": manifest.parity, "export": manifest.export}  # the manifest's own dicts, edited in place
+    for path in _figure_paths(new):
+        obj, key = _at(live, path)
+        old, old_key = _at(previous, path)
+        obj[key] = copy.deepcopy(old[old_key])
+    return True
+
+
+def _recorded(dest: Path) -> dict | None:
+    """The manifest of the artifact at ``dest`` (which this export replaces), if there is a readable one."""
+    try:
+        return read_manifest(dest).to_json()
+    except (ArtifactError, OSError):
+        return None

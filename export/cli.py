@@ -18,6 +18,7 @@ import ast
 import importlib
 import importlib.util
 import json
+import os
 import re
 import sys
 import time
@@ -31,6 +32,7 @@ from runtime.artifact import read_manifest
 from .api import export_module
 from .convert import ExportError
 from .verify import ParityError
+from .write import WriteError, check_writable
 
 _SPEC = re.compile(r"^(?P<name>[A-Za-z_][\w.]*):(?P<dtype>float32|int64|int32|bool)\[(?P<dims>[^\]]*)\]"
                    r"(?::(?P<low>-?\d+)\.\.(?P<high>-?\d+))?$")
@@ -210,8 +212,9 @@ def run(args: argparse.Namespace, table) -> int:
             if not sep or not i or not o:
                 raise UsageError(f"--state {pair!r}: expected IN=OUT, e.g. h_0=h_n")
             state[i] = o
-        if args.out.exists() and not args.out.is_dir():
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise UsageError(f"--out {args.out}: expected a folder, got a file")
+        check_writable(args.out.parent, f"--out {args.out}")  # WriteError: "--out DIR: cannot write there (...)"
         time_size = next((s.shape[a] for s in specs for a, sym in s.axes.items() if sym == "time"), None)
         rng = np.random.default_rng(0)
         tensors = {s.name: example_tensor(s, args.lengths, time_size, rng) for s in specs}
@@ -239,6 +242,9 @@ def run(args: argparse.Namespace, table) -> int:
                                output_names=args.output_names.split(",") if args.output_names else None,
                                lengths=args.lengths, state=state or None, int8=args.int8, force=args.force,
                                exporter=args.exporter, log=lambda m: print(m, file=sys.stderr, flush=True))
+    except WriteError as e:  # names the folder already: "DIR: not written: No space left on device ..."
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except (ExportError, ParityError) as e:
         print(f"error: {args.out}: not written: {e}", file=sys.stderr)
         return 1

@@ -18,6 +18,7 @@ from ..convert import ExportError, quiet_export_tools
 from ..feeds import Plan
 from ..signature import torch_backend
 from ..verify import Subject, runtime_backend
+from ..write import check_writable
 from .inputs import example_args, tagger_inputs
 from .models import TaggerConfig, build_any, config_from_json, io_for
 from .spec import ModelSpec
@@ -33,9 +34,11 @@ class Result:
 
 def export(spec: ModelSpec, out_root: Path, *, exporter: str = "auto", force: bool = False, retrain: bool = False,
            log: Callable[[str], None] | None = None) -> Result:
-    """Train ``spec``, export and verify it with ``export_module``, and write ``out_root/NAME``."""
+    """Train ``spec``, export and verify it with ``export_module``, and write ``out_root/NAME``. A destination
+    that cannot be written is a WriteError (an ExportError) before training starts."""
     started = time.perf_counter()
-    dest = out_root / spec.name
+    dest = Path(out_root) / spec.name
+    check_writable(dest.parent, str(dest))
     if dest.exists() and not force:
         raise ExportError(f"{dest} exists; pass --force to replace it")
     trained = spec.train(retrain)

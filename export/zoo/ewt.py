@@ -27,7 +27,7 @@ from runtime.tagger import normalize_word, spell, word_chars
 from .models import CharBiLSTMTagger, TaggerConfig
 from .plots import png, pyplot
 from ..api import Check
-from .spec import DataError, ModelSpec, Trained, checkpoint, data_dir, training_record
+from .spec import DataError, ModelSpec, Trained, checkpoint, data_dir, data_record, training_record
 
 DATA = Path(__file__).parent / "data" / "ud_english_ewt"
 CHECKPOINT = Path(__file__).parent / "checkpoints" / "pos-ewt.pt"
@@ -278,7 +278,8 @@ MIN_INT8_AGREEMENT = 0.995
 def recipe(retrain: bool = False) -> Trained:
     net, cfg, ckpt = checkpoint(CHECKPOINT, retrain, train)
     return Trained(net, cfg, vocab=Vocab(**ckpt["vocab"]).to_manifest(),
-                   training=training_record(ckpt, "UD English EWT v2.15 train; model selection on dev"),
+                   training={**training_record(ckpt, "UD English EWT v2.15 train; model selection on dev"),
+                             **data_record(POS_EWT)},
                    extra_files={"training_curve.png": curve_png(ckpt["training"]["history"])})
 
 

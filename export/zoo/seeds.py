@@ -1,12 +1,21 @@
 """The seed models: each tutorial in ``../shared/seeds`` as a recipe that builds (and trains) its network.
 
 Each recipe replays its seed's random-number use, so that weights and printed tensors come out as the
-seed printed them, and states the facts from the seed that the exported artifact must reproduce. Seed
-models train in seconds, so they always train (``retrain`` is ignored).
+seed printed them, and states the facts from the seed that the exported artifact must reproduce.
+
+The untrained models (lstm-tutorial, rnn-hello*, lstm-2layer*) are rebuilt from their seed on every export: the
+random draws are the same on every machine, so are the weights (``retrain`` is ignored). The trained ones
+(pos-tutorial, pos-tutorial-gru, char-hello, char-hello-batch-first) train in seconds, but floating point
+rounding differs between CPUs (AVX2 vs AVX-512 kernels), and hundreds of optimizer steps amplify it (char-hello's
+1000 Adam epochs: weights up to 0.1 apart). So, like pos-ewt, they export their committed checkpoint
+(``checkpoints/NAME.pt``: config, vocab, weights, training record); ``python -m export NAME --retrain`` trains
+them again and rewrites it. Facts about the untrained network (pos-tutorial's first printed tensor) are checked
+on every export: it is rebuilt from the seed either way.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -17,7 +26,22 @@ from tqdm import tqdm
 import runtime
 from .models import NetConfig, build
 from ..api import Check
-from .spec import ModelSpec, Trained
+from .spec import ModelSpec, Trained, checkpoint
+
+# The trained seed models' committed checkpoints, NAME.pt (same format as pos-ewt's).
+CHECKPOINTS = Path(__file__).parent / "checkpoints"
+
+
+def _seed_checkpoint(name: str, retrain: bool, train: Callable[[], dict]) -> Trained:
+    """The committed checkpoint of seed model ``name`` (``train()`` it again and rewrite it when ``retrain``)."""
+    net, cfg, ckpt = checkpoint(CHECKPOINTS / f"{name}.pt", retrain, train)
+    return Trained(net, cfg, vocab=ckpt["vocab"], training=ckpt["training"])
+
+
+def _checkpoint_dict(net: torch.nn.Module, cfg: NetConfig, vocab: dict, training: dict) -> dict:
+    return {"config": cfg.to_json(), "vocab": vocab,
+            "state_dict": {k: v.detach().clone() for k, v in net.state_dict().items()}, "training": training}
+
 
 # A printed 4-decimal number is within half a unit of its last place of the true value.
 PRINTED_4DP = 0.5e-4 + 1e-6
@@ -102,35 +126,42 @@ SEED000_UNTRAINED_SCORES = [[-1.1389, -1.2024, -0.9693], [-1.1065, -1.2200, -0.9
                             [-1.1190, -1.1960, -0.9916], [-1.0137, -1.2642, -1.0366]]
 
 
-def _train_toy_tagger(cell: str) -> Trained:
-    _seed000_prefix()  # the tagger is built after seed 000's LSTM basics, from the same RNG stream
-    words = list(dict.fromkeys(w for sent, _ in TOY_DATA for w in sent))
-    w_ix, t_ix = {w: i for i, w in enumerate(words)}, {t: i for i, t in enumerate(TOY_TAGS)}
-    cfg = NetConfig(cell, input_size=6, hidden_size=6, encoder="embedding", vocab_size=len(words) + 1,
-                    head="log_softmax", num_classes=len(TOY_TAGS))
-    net = build(cfg, known_ids=len(words))  # EMBEDDING_DIM = HIDDEN_DIM = 6; the unknown word's row starts at 0
+def _toy_tagger(name: str, cell: str) -> Callable[[bool], Trained]:
+    def recipe(retrain: bool = False) -> Trained:
+        _seed000_prefix()  # the tagger is built after seed 000's LSTM basics, from the same RNG stream
+        words = list(dict.fromkeys(w for sent, _ in TOY_DATA for w in sent))
+        w_ix, t_ix = {w: i for i, w in enumerate(words)}, {t: i for i, t in enumerate(TOY_TAGS)}
+        cfg = NetConfig(cell, input_size=6, hidden_size=6, encoder="embedding", vocab_size=len(words) + 1,
+                        head="log_softmax", num_classes=len(TOY_TAGS))
+        net = build(cfg, known_ids=len(words))  # EMBEDDING_DIM = HIDDEN_DIM = 6; the unknown word's row starts at 0
 
-    def scores(sent):  # (T,) words -> (T, V)
-        ids = torch.tensor([w_ix[w] for w in sent])[:, None]  # (T, B=1)
-        state = [torch.zeros(cfg.num_layers, 1, cfg.hidden_size) for _ in range(2 if cell == "LSTM" else 1)]
-        return net(ids, *state)[0][:, 0]  # (T, 1, V) -> (T, V)
+        def scores(sent):  # (T,) words -> (T, V)
+            ids = torch.tensor([w_ix[w] for w in sent])[:, None]  # (T, B=1)
+            state = [torch.zeros(cfg.num_layers, 1, cfg.hidden_size) for _ in range(2 if cell == "LSTM" else 1)]
+            return net(ids, *state)[0][:, 0]  # (T, 1, V) -> (T, V)
 
-    facts = []
-    if cell == "LSTM":
-        with torch.no_grad():
-            ok, detail = printed(scores(TOY_DATA[0][0]).numpy(), SEED000_UNTRAINED_SCORES, "scores")
-        facts.append(("seed 000: the untrained tagger's scores match the first printed tensor", ok, detail))
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
-    for _ in tqdm(range(300), desc=f"pos-tutorial ({cell})", unit="epoch", leave=False, disable=None):
-        for sent, tags in TOY_DATA:  # the seed's loop: one sentence per step, state reset to zeros
-            net.zero_grad()
-            loss = F.nll_loss(scores(sent), torch.tensor([t_ix[t] for t in tags]))
-            loss.backward()
-            optimizer.step()
-    return Trained(net.eval(), cfg, vocab={"words": words + [UNK], "tags": TOY_TAGS, "unk": UNK},
-                   training={"recipe": "seed 000: torch.manual_seed(1), SGD lr 0.1, 300 epochs, NLLLoss",
-                             "final_loss": loss.item()},
-                   facts=facts)
+        facts = []  # about the untrained tagger, which the checkpoint was trained from
+        if cell == "LSTM":
+            with torch.no_grad():
+                ok, detail = printed(scores(TOY_DATA[0][0]).numpy(), SEED000_UNTRAINED_SCORES, "scores")
+            facts.append(("seed 000: the untrained tagger's scores match the first printed tensor", ok, detail))
+
+        def train() -> dict:
+            optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+            for _ in tqdm(range(300), desc=f"pos-tutorial ({cell})", unit="epoch", leave=False, disable=None):
+                for sent, tags in TOY_DATA:  # the seed's loop: one sentence per step, state reset to zeros
+                    net.zero_grad()
+                    loss = F.nll_loss(scores(sent), torch.tensor([t_ix[t] for t in tags]))
+                    loss.backward()
+                    optimizer.step()
+            return _checkpoint_dict(net, cfg, {"words": words + [UNK], "tags": TOY_TAGS, "unk": UNK},
+                                    {"recipe": "seed 000: torch.manual_seed(1), SGD lr 0.1, 300 epochs, NLLLoss",
+                                     "final_loss": loss.item()})
+
+        trained = _seed_checkpoint(name, retrain, train)
+        trained.facts = facts
+        return trained
+    return recipe
 
 
 def check_toy_tags(m: runtime.Tagger):
@@ -228,8 +259,8 @@ HELLO_SYMBOLS = list(HELLO_CHARS) + ["<s>", "</s>", UNK]  # ids 33, 34 as in the
 HELLO_BATCH = 5  # the batched variant's batch: 5 windows of the sentence, each shifted by one
 
 
-def _train_char_hello(batch_first: bool) -> Callable[[bool], Trained]:
-    def recipe(retrain: bool = False) -> Trained:
+def _train_char_hello(name: str, batch_first: bool) -> Callable[[bool], Trained]:
+    def train() -> dict:
         torch.manual_seed(1)  # seed 004 sets no seed
         v = len(HELLO_CHARS) + 2  # 35 symbols: chars, start, end
         cfg = NetConfig("LSTM", input_size=v, hidden_size=v, num_layers=3, batch_first=batch_first,
@@ -259,13 +290,13 @@ def _train_char_hello(batch_first: bool) -> Callable[[bool], Trained]:
             optimizer.step()
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
 
-        return Trained(net.eval(), cfg,
-                       vocab={"symbols": HELLO_SYMBOLS, "bos": v - 2, "eos": v - 1, "unk": v,
-                              "never_generate": [v - 2, v]},
-                       training={"recipe": "seed 004: Adam lr 0.01, 1000 epochs, MSE against one-hot next symbols"
+        return _checkpoint_dict(net, cfg, {"symbols": HELLO_SYMBOLS, "bos": v - 2, "eos": v - 1, "unk": v,
+                                           "never_generate": [v - 2, v]},
+                                {"recipe": "seed 004: Adam lr 0.01, 1000 epochs, MSE against one-hot next symbols"
                                            + (", batch of 5 shifted windows" if batch_first else ""),
                                  "final_loss": loss.item()})
-    return recipe
+
+    return lambda retrain=False: _seed_checkpoint(name, retrain, train)
 
 
 def check_regenerates_hello(m: runtime.CharLM):
@@ -281,9 +312,9 @@ SEED_MODELS: list[ModelSpec] = [
     ModelSpec("lstm-tutorial", "recurrent", "000, 001, 002", "nn.LSTM(3, 3), torch.manual_seed(1)", 5, 1,
               train_lstm_tutorial, LSTM_TUTORIAL_CHECKS),
     ModelSpec("pos-tutorial", "tagger", "000, 001, 002", "LSTMTagger on two toy sentences", 5, 1,
-              lambda retrain: _train_toy_tagger("LSTM"), TAGGER_CHECKS, sentences=_toy_sentences),
-    ModelSpec("pos-tutorial-gru", "tagger", "001", "LSTMTagger with nn.GRU", 5, 1, lambda retrain: _train_toy_tagger("GRU"),
-              TAGGER_CHECKS, sentences=_toy_sentences),
+              _toy_tagger("pos-tutorial", "LSTM"), TAGGER_CHECKS, sentences=_toy_sentences),
+    ModelSpec("pos-tutorial-gru", "tagger", "001", "LSTMTagger with nn.GRU", 5, 1,
+              _toy_tagger("pos-tutorial-gru", "GRU"), TAGGER_CHECKS, sentences=_toy_sentences),
     *(ModelSpec(name, "recurrent", "003", summary, 3, 5, _train_rnn_hello(name), _seed003_checks(name))
       for name, summary in [("rnn-hello", "one-hot char nn.RNN(4, 2)"),
                             ("rnn-hello-3layer", "one-hot char nn.RNN(4, 2, num_layers=3)"),
@@ -293,7 +324,7 @@ SEED_MODELS: list[ModelSpec] = [
     ModelSpec("lstm-2layer-batch-first", "recurrent", "004", "nn.LSTM(3, 5, num_layers=2, batch_first=True)", 5, 3,
               _train_lstm_2layer(True), _seed004_shape_checks(True)),
     ModelSpec("char-hello", "char-lm", "004", "char LSTM(35, 35, 3) memorizing one sentence", 69, 1,
-              _train_char_hello(False), CHAR_HELLO_CHECKS),
+              _train_char_hello("char-hello", False), CHAR_HELLO_CHECKS),
     ModelSpec("char-hello-batch-first", "char-lm", "004", "the batched batch_first char LSTM", 65, HELLO_BATCH,
-              _train_char_hello(True), CHAR_HELLO_CHECKS),
+              _train_char_hello("char-hello-batch-first", True), CHAR_HELLO_CHECKS),
 ]

@@ -23,7 +23,7 @@ import runtime
 from .models import NetConfig, build
 from .plots import png, pyplot
 from ..api import Check
-from .spec import DataError, ModelSpec, Trained, checkpoint, data_dir, training_record
+from .spec import DataError, ModelSpec, Trained, checkpoint, data_dir, data_record, training_record
 
 DATA = Path(__file__).parent / "data" / "tinyshakespeare" / "input.txt.xz"
 CHECKPOINT = Path(__file__).parent / "checkpoints" / "char-shakespeare.pt"
@@ -163,7 +163,8 @@ def recipe(retrain: bool = False) -> Trained:
     return Trained(net, cfg,
                    vocab={"symbols": chars + [UNK], "bos": chars.index("\n"), "eos": None, "unk": len(chars),
                           "never_generate": [len(chars)]},
-                   training=training_record(ckpt, "tiny-shakespeare, first 90% train, last 10% validation"),
+                   training={**training_record(ckpt, "tiny-shakespeare, first 90% train, last 10% validation"),
+                             **data_record(CHAR_SHAKESPEARE)},
                    extra_files={"training_curve.png": curve_png(ckpt["training"]["history"])})
 
 

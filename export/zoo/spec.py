@@ -1,5 +1,5 @@
 """What every registered model of the zoo is: how to make it (a recipe returning ``Trained``), what its artifact must
-show (``Check``s), and the checkpoint files of models too slow to retrain on every ``make run``."""
+show (``Check``s), and the checkpoint files of trained models (``make run`` exports them; ``--retrain`` trains)."""
 
 from __future__ import annotations
 
@@ -104,6 +104,14 @@ def checkpoint(path: Path, retrain: bool, train: Callable[[], dict]) -> tuple[nn
     net = build_any(cfg)
     net.load_state_dict(ckpt["state_dict"])
     return net.eval(), cfg, ckpt
+
+
+def data_record(spec: ModelSpec) -> dict:
+    """``{"data_dir": FOLDER}`` when ``--data`` chose another folder than the vendored copy, else nothing: the
+    manifest says its checks (and, with ``--retrain``, the training) read other data, and differs from one of the
+    vendored data, so a re-export keeps no figure measured on the other (``export.api._keep_recorded_figures``)."""
+    folder = _data_dirs.get(spec.name)
+    return {} if folder is None or folder == spec.data else {"data_dir": str(folder)}
 
 
 def training_record(ckpt: dict, data: str) -> dict:
