@@ -37,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     tag.add_argument("--out", type=Path, metavar="DIR", help="write one tagged file per input file under DIR")
     tag.add_argument("--resume", action="store_true",
                      help="with --out: skip inputs whose output exists (outputs are complete or absent)")
+    tag.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="with --out: tag in this process (local, default) or on Ray Data (ray: pip install "
+                          "'seqedge[ray]'); both write the same bytes")
+    tag.add_argument("--address", metavar="ADDR",
+                     help="with --engine ray: an existing Ray cluster (default: start a local one, stop it after)")
+    tag.add_argument("--workers", type=int, metavar="N",
+                     help="with --engine ray: tagging actors, one CPU each (default: every CPU)")
 
     ev = sub.add_parser("eval", help="UPOS accuracy on a gold CoNLL-U file, with per-tag precision and recall")
     ev.add_argument("artifact", help="a tagger artifact folder, e.g. artifacts/pos-ewt")
@@ -145,6 +152,8 @@ def _run(args) -> int:
 
 def _tag(args) -> int:
     if args.out is None:
+        if args.engine != "local" or args.address is not None or args.workers is not None:
+            raise ValueError("--engine ray, --address and --workers need --out DIR (one output file per input)")
         if len(args.inputs) > 1 or args.resume:
             raise ValueError("several inputs and --resume need --out DIR (one output file per input)")
         tagger = _load(args, Tagger)
@@ -160,8 +169,15 @@ def _tag(args) -> int:
         return 0
     if not args.inputs or "-" in args.inputs:
         raise ValueError("--out DIR: give the input files, folders or globs (standard input goes to standard output)")
+    if args.engine == "local" and (args.address is not None or args.workers is not None):
+        raise ValueError("--address and --workers are options of --engine ray")
     jobs = files.plan(args.inputs, args.out)
-    summary = files.run_local(_load(args, Tagger), jobs, args.format, args.resume)
+    if args.engine == "ray":
+        from .ray_engine import run_ray  # imports ray: only when asked for
+
+        summary = run_ray(args.artifact, jobs, args.format, args.variant, args.resume, args.address, args.workers)
+    else:
+        summary = files.run_local(_load(args, Tagger), jobs, args.format, args.resume)
     print(summary.line(), file=sys.stderr)
     for failure in summary.failures:
         print(f"error: {failure}", file=sys.stderr)
