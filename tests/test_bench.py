@@ -21,18 +21,45 @@ def test_quick_bench_runs_every_section_and_writes_json_markdown_and_chart(tmp_p
     assert all(v["wall_s"]["median"] > 0 and v["peak_rss_mib"]["median"] > 0 for v in r["cold_start"].values())
     assert {"Tagger.tag", "bare session.run", "torch eager", "TorchScript", "Tagger.tag (int8)"} <= set(r["latency_us"])
     thr = r["throughput"]
-    assert thr["tokens"] > 0 and thr["sgemm_gflops_1thread"] > 0
+    assert thr["tokens"] > 0
     assert thr["flops_per_token"] > thr["needed_flops_per_token"] > 0
     for k in ("tag_batch", "tag_batch (int8)", "bare session.run", "torch eager"):
         assert thr[k]["tokens_per_s"] > 0, k
+        assert r["tag_roofline"][k]["of_model_shapes"] > 0 and r["tag_roofline"][k]["of_square_best"] > 0, k
     streaming = set(r["streaming_us_per_char"])
     assert {"runtime generate", "bare session.run loop", "torch eager", "TorchScript"} <= streaming
+    ms = r["many_streams"]
+    assert ms["streams"] == 64 and ms["fp32"]["step_streams"]["chars_per_s"] > 0
+    assert ms["int8"] is None or ms["int8"]["step_streams"]["chars_per_s"] > 0  # None: int8 char LM not shipped
+    assert r["weight_traffic"]["fp32"]["bytes_per_step"] > 1e6 and r["weight_traffic"]["fp32"]["gb_s"] > 0
+    assert set(r["threads"]) and all(v["1"] > 0 and v["2"] > 0 for v in r["threads"].values())
+    # the roofline: onnxruntime's MatMul at large squares and at the models' own shapes, fp32 and int8
+    roof = r["roofline"]
+    assert roof["square_best"]["fp32"] > 0 and roof["square_best"]["int8"] > 0
+    kinds = {e["kind"].split(" (")[0] for e in roof["pos-ewt"]}
+    assert {"char LSTM input", "char LSTM recurrent", "word LSTM input", "word LSTM recurrent", "output layer"} == kinds
+    assert all(e["gflops"]["fp32"] > 0 and e["gflops"]["int8"] > 0 and e["m"] >= 1 for e in roof["pos-ewt"])
+    assert roof["char-shakespeare"]["step_us_batch_1"]["fp32"] > 0 and roof["char-shakespeare"]["shapes"]
+    numpy_run = r["numpy_sgemm"]["OPENBLAS_* unset"]
+    assert numpy_run["best"] > 0 and numpy_run["kernel"]
+    assert r["memory_bandwidth"]["large"]["read_gb_s"] > 0
+    # the machine: vector extensions read from it, its load before, during and after
+    assert {"avx2", "fma", "avx512f"} <= set(r["cpu"]["flags"]) and "OPENBLAS_CORETYPE" in r["cpu"]["env"]
+    for when in ("before", "during", "after"):
+        assert r["load"][when]["others_cores"] >= 0 and r["load"][when]["seconds"] > 0
+    assert isinstance(r["load"]["busy"], list)
     assert r["int8"]["int8_bytes"] < r["int8"]["fp32_bytes"]
     assert r["export_s"]["lstm-tutorial"] > 0
     md = (tmp_path / "results.md").read_text()
-    sections = ("| target |", "1. cold start", "2. latency", "3. throughput", "4. streaming", "5. int8", "6. export")
+    first = md.splitlines()[0]
+    assert first.startswith("**BUSY MACHINE: figures not representative**" if r["load"]["busy"] else "Quiet machine")
+    sections = ("| target |", "1. cold start", "2. latency", "3. throughput", "4. streaming", "4b. 64 streams",
+                "4c. weight traffic", "5. int8", "6. export", "7. threads", "8. roofline", "9. memory bandwidth",
+                "10. Machine")
     for section in sections:
         assert section in md, section
+    for target in ("75% of the MatMul roofline", "int8 >= 1.8x", "streaming int8 <= 60", "over 64 streams"):
+        assert target in md, target
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
 
 
@@ -40,3 +67,21 @@ def test_readme_update_needs_a_full_run():
     out = subprocess.run([sys.executable, "benchmarks/bench.py", "--quick", "--readme"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--readme" in out.stderr
+
+
+def test_force_readme_goes_with_readme():
+    out = subprocess.run([sys.executable, "benchmarks/bench.py", "--quick", "--force-readme"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--force-readme" in out.stderr
+
+
+def test_readme_refused_after_a_busy_run_unless_forced():
+    code = ("import bench; busy = {'busy': ['1-min load average 3.00 before the run (limit 0.5)']}; "
+            "print(repr(bench.readme_refusal(busy, False))); print(repr(bench.readme_refusal(busy, True))); "
+            "print(repr(bench.readme_refusal({'busy': []}, False)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "benchmarks", capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    refused, forced, quiet = out.stdout.splitlines()
+    assert refused.startswith("'error: busy machine") and "--force-readme" in refused
+    assert forced == quiet == "None"
