@@ -62,17 +62,35 @@ class Block:
         """conllu: column 4 of each word line, as written (``_`` where the file has no tag)."""
         return [_split_ending(self.lines[row])[0].split("\t")[3] for row in self.rows]
 
+    def to_row(self) -> list:
+        """The block as JSON-ready data, ``[line, words, lines, rows]``: how the Ray engine ships a chunk from the task
+        that reads it to the actor that tags it. ``from_row`` is its inverse (the line too, so the block an actor
+        rebuilds is the one read)."""
+        return [self.line, self.words, self.lines, self.rows]
+
+    @classmethod
+    def from_row(cls, row: list) -> "Block":
+        """The block ``to_row`` gave (after a JSON round trip)."""
+        line, words, lines, rows = row
+        return cls(line, lines, words, rows)
+
 
 def open_input(path: str) -> BinaryIO:
     """A file to read as bytes, decompressed when its name ends in .xz."""
     return lzma.open(path, "rb") if path.endswith(".xz") else open(path, "rb")
 
 
-def chunks(stream: BinaryIO, fmt: str, name: str, size: int = CHUNK_BLOCKS) -> Iterator[list[Block]]:
-    """The file's blocks, ``size`` at a time (1 for a terminal, to answer each line as typed). Malformed input raises ValueError naming ``name`` and the
-    line; an unreadable one, OSError."""
+def check_format(fmt: str) -> None:
+    """ValueError unless ``fmt`` is one of ``FORMATS``. Its own function because ``chunks``, a generator, checks only
+    when first read: the Ray engine calls this before Ray starts, where a bad format is one error, not one per file."""
     if fmt not in FORMATS:
         raise ValueError(f"format: expected one of {FORMATS}, got {fmt!r}")
+
+
+def chunks(stream: BinaryIO, fmt: str, name: str, size: int = CHUNK_BLOCKS) -> Iterator[list[Block]]:
+    """The file's blocks, ``size`` at a time (1 for a terminal, to answer each line as typed). Malformed input
+    raises ValueError naming ``name`` and the line; an unreadable one, OSError."""
+    check_format(fmt)
     blocks = _text_blocks(stream, name) if fmt == "text" else _conllu_blocks(stream, name)
     chunk: list[Block] = []
     for block in blocks:
@@ -89,14 +107,21 @@ def tag_chunk(tagger, chunk: list[Block], fmt: str) -> str:
     return "".join(b.render(t, fmt) for b, t in zip(chunk, tagger.tag_batch([b.words for b in chunk])))
 
 
+def counts(chunk: list[Block]) -> tuple[int, int]:
+    """(sentences, tokens) of a chunk: a sentence is a block with words (an empty text line, a CoNLL-U block of
+    comments only: none). One definition for both engines, so that their summaries agree as their bytes do."""
+    return sum(1 for b in chunk if b.words), sum(len(b.words) for b in chunk)
+
+
 def tag_file(tagger, stream: BinaryIO, out: BinaryIO, fmt: str, name: str, size: int = CHUNK_BLOCKS) -> dict:
     """Tag every sentence of ``stream`` into ``out`` (UTF-8), chunk by chunk; returns sentences and tokens."""
     sentences = tokens = 0
     for chunk in chunks(stream, fmt, name, size):
         out.write(tag_chunk(tagger, chunk, fmt).encode("utf-8"))
         out.flush()
-        sentences += sum(1 for b in chunk if b.words)
-        tokens += sum(len(b.words) for b in chunk)
+        s, t = counts(chunk)
+        sentences += s
+        tokens += t
     return {"sentences": sentences, "tokens": tokens}
 
 

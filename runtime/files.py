@@ -124,7 +124,7 @@ def run_local(tagger, jobs: list[Job], fmt: str, resume: bool) -> Summary:
         try:
             stats = tag_one(tagger, job, fmt)
         except (ValueError, OSError) as e:
-            summary.failures.append(_failure(job, e))
+            summary.failures.append(failure(job, e))
             print(f"[{i}/{len(todo)}] error: {summary.failures[-1]}", file=sys.stderr, flush=True)
             continue
         summary.add(stats)
@@ -134,8 +134,9 @@ def run_local(tagger, jobs: list[Job], fmt: str, resume: bool) -> Summary:
     return summary
 
 
-def _failure(job: Job, e: Exception) -> str:
-    """One line: ValueErrors from ``corpus`` name the file and line already; OSErrors name the file."""
+def failure(job: Job, e: Exception) -> str:
+    """The one line a file's failure is reported as (``Summary.failures``), by both engines: ValueErrors from
+    ``corpus`` name the file and line already (others get the file put in front); OSErrors name the file."""
     if isinstance(e, OSError):
         return f"{job.source}: {e.strerror or e}"
     text = str(e)

@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from . import corpus, files, load
-from .artifact import (MANIFEST, MAX_MANIFEST_BYTES, VARIANTS, ArtifactError, _read_file, open_folder, read_artifact,
-                       read_manifest, read_onnx)
+from .artifact import (MANIFEST, MAX_MANIFEST_BYTES, VARIANTS, ArtifactError, Manifest, _read_file, open_folder,
+                       read_artifact, read_manifest, read_onnx)
 from .tagger import Tagger
 
 INSTALL_HINT = "pip install 'seqedge[ray]'"
@@ -78,14 +78,21 @@ def import_ray():
 def artifact_files(path: str | Path, variant: str = "fp32") -> dict[str, bytes]:
     """The files ``load(path, variant=variant)`` reads (manifest.json and the variant's model file), as bytes to
     ship to machines that do not share the folder; the model's SHA-256 is checked here and again where loaded."""
+    return _read_shipped(path, variant)[1]
+
+
+def _read_shipped(path: str | Path, variant: str) -> tuple[Manifest, dict[str, bytes]]:
+    """The manifest and ``artifact_files``, from one read of the folder: ``run_ray`` checks the artifact it ships
+    from these rather than reading the model twice. Checked as ``read_artifact`` checks, with its messages, so a bad
+    artifact is the same error whether shipped or not."""
     folder = Path(path)
     with open_folder(folder) as dir_fd:
-        raw = _read_file(folder, MANIFEST, MAX_MANIFEST_BYTES, dir_fd)
         manifest = read_manifest(folder, dir_fd)
         if VARIANTS[variant] not in manifest.files:
-            raise ArtifactError(f"{folder / MANIFEST}: no {variant!r} variant in this artifact")
+            read_artifact(folder, variant)  # raises its message (before any model is read): one wording, in artifact
+        raw = _read_file(folder, MANIFEST, MAX_MANIFEST_BYTES, dir_fd)
         data, _ = read_onnx(folder, manifest, VARIANTS[variant], dir_fd)
-    return {MANIFEST: raw, VARIANTS[variant]: data}
+    return manifest, {MANIFEST: raw, VARIANTS[variant]: data}
 
 
 def load_tagger(artifact: Any, variant: str = "fp32") -> Tagger:
@@ -135,7 +142,7 @@ class TagBatch:
 
 # ---- the engine ------------------------------------------------------------------------------------------------
 # Read rows: file (index in the plan), chunk (index in the file), last (the file's last chunk), source (its path),
-# blocks (JSON: [[words, lines, rows], ...] of corpus.Block), error (a failure line, "" when none).
+# blocks (JSON: the list of the chunk's ``corpus.Block.to_row``), error (a failure line, "" when none).
 # Tagged rows: file, chunk, last, text (the rendered chunk), sentences, tokens, error.
 
 def _read(row: dict, fmt: str):
@@ -148,10 +155,10 @@ def _read(row: dict, fmt: str):
             for chunk in corpus.chunks(stream, fmt, source):
                 if held is not None:
                     yield {**base, "chunk": k - 1, "last": False, "blocks": held}
-                held = json.dumps([[b.words, b.lines, b.rows] for b in chunk], ensure_ascii=False)
+                held = json.dumps([b.to_row() for b in chunk], ensure_ascii=False)
                 k += 1
     except (ValueError, OSError) as e:
-        yield {**base, "chunk": -1, "last": True, "error": files._failure(files.Job(source, Path()), e)}
+        yield {**base, "chunk": -1, "last": True, "error": files.failure(files.Job(source, Path()), e)}
         return
     yield {**base, "chunk": max(k - 1, 0), "last": True, "blocks": held or "[]"}  # an empty file: one empty chunk
 
@@ -168,14 +175,13 @@ class _ChunkTagger:
         for i in range(n):
             if error[i]:
                 continue
-            chunk = [corpus.Block(0, lines, words, rows) for words, lines, rows in json.loads(batch["blocks"][i])]
+            chunk = [corpus.Block.from_row(row) for row in json.loads(batch["blocks"][i])]
             try:
                 text[i] = corpus.tag_chunk(self.tagger, chunk, self.fmt)
             except ValueError as e:  # e.g. a sentence longer than max_words_per_run: that file fails
-                error[i] = files._failure(files.Job(str(batch["source"][i]), Path()), e)
+                error[i] = files.failure(files.Job(str(batch["source"][i]), Path()), e)
                 continue
-            sentences[i] = sum(1 for b in chunk if b.words)
-            tokens[i] = sum(len(b.words) for b in chunk)
+            sentences[i], tokens[i] = corpus.counts(chunk)
         return {"file": batch["file"], "chunk": batch["chunk"], "last": batch["last"],
                 "text": np.array(text, dtype=object), "sentences": np.array(sentences, np.int64),
                 "tokens": np.array(tokens, np.int64), "error": np.array(error, dtype=object)}
@@ -216,7 +222,7 @@ class _Assembly:
                 files.write_atomic(job.output, lambda out: out.write("".join(parts[k] for k in range(len(parts)))
                                                                    .encode("utf-8")))
             except OSError as e:  # the output cannot be written (permission, disk full): that file fails
-                self.failures[f] = files._failure(job, e)
+                self.failures[f] = files.failure(job, e)
                 print(f"error: {self.failures[f]}", file=sys.stderr, flush=True)
                 return
             self.summary.add({"sentences": stats[0], "tokens": stats[1]})
@@ -234,8 +240,7 @@ def run_ray(artifact: str | Path, jobs: list[files.Job], fmt: str, variant: str 
     """Tag ``jobs`` on Ray: a local Ray started here (``workers`` CPUs, default all; stopped on every path) or the
     cluster at ``address`` (the artifact shipped through the object store, inputs and outputs on a shared file
     system). Returns the Summary (wall time from before Ray starts)."""
-    if fmt not in corpus.FORMATS:
-        raise ValueError(f"format: expected one of {corpus.FORMATS}, got {fmt!r}")
+    corpus.check_format(fmt)  # here, not in the read tasks only: one error before Ray starts, not one per file
     if workers is not None and workers < 1:
         raise ValueError(f"--workers: expected at least 1, got {workers}")
     ray = import_ray()
@@ -245,8 +250,14 @@ def run_ray(artifact: str | Path, jobs: list[files.Job], fmt: str, variant: str 
     if not todo:
         summary.seconds = time.perf_counter() - started
         return summary
-    manifest, _, _ = read_artifact(Path(artifact), variant)  # a bad artifact fails here, in one line, before Ray
-    if manifest.kind != "tagger":                            # starts (checked, not loaded: the actors load it)
+    # A bad artifact fails here, in one line, before Ray starts. A shared folder is checked, not loaded (the actors
+    # load it); one shipped to a cluster is read once, for the check and for the object store.
+    payload = None
+    if address is None:
+        manifest, _, _ = read_artifact(Path(artifact), variant)
+    else:
+        manifest, payload = _read_shipped(artifact, variant)
+    if manifest.kind != "tagger":
         raise ArtifactError(f"{artifact}: is a {manifest.kind!r} artifact; 'tag' needs a Tagger artifact")
     quiet = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False,
              "configure_logging": True}
@@ -272,7 +283,10 @@ def run_ray(artifact: str | Path, jobs: list[files.Job], fmt: str, variant: str 
     try:
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        shipped = ray.put(artifact_files(artifact, variant)) if address is not None else str(Path(artifact).resolve())
+        if payload is None:
+            shipped = str(Path(artifact).resolve())
+        else:
+            shipped, payload = ray.put(payload), None  # the object store holds the bytes now, not the driver
         ctx = ray.data.DataContext.get_current()
         ctx.target_max_block_size = BLOCK_BYTES
         ctx.enable_progress_bars = True
