@@ -150,16 +150,10 @@ def load_backends():
 
 @functools.lru_cache(maxsize=None)
 def load_lm(variant: str = "fp32", threads: int = 1):
-    """char-shakespeare through the runtime; None for a variant the artifact does not ship (int8 until it does)."""
+    """char-shakespeare through the runtime."""
     import runtime
-    from runtime.artifact import ArtifactError
 
-    try:
-        return runtime.load(LM, variant=variant, intra_op_threads=threads)
-    except ArtifactError:
-        if variant == "fp32":
-            raise
-        return None
+    return runtime.load(LM, variant=variant, intra_op_threads=threads)
 
 
 @functools.lru_cache(maxsize=None)
@@ -290,10 +284,9 @@ def streaming(n_chars: int, repeats: int) -> dict:
         "bare session.run loop": bare_loop,
         "torch eager": torch_loop(bk.modules["eager"]),
         "TorchScript": torch_loop(bk.modules["torchscript"]),
+        "runtime generate (int8)": lambda: q.generate("", max_chars=n_chars),
+        "bare session.run loop (int8)": lambda: bare_loop(q),
     }
-    if q is not None:
-        fns["runtime generate (int8)"] = lambda: q.generate("", max_chars=n_chars)
-        fns["bare session.run loop (int8)"] = lambda: bare_loop(q)
     return us(side_by_side(fns, repeats, warmup=1), n_chars)
 
 
@@ -306,9 +299,6 @@ def many_streams(steps: int, repeats: int) -> dict:
     out = {}
     for variant in ("fp32", "int8"):
         lm = load_lm(variant)
-        if lm is None:
-            out[variant] = None  # not shipped
-            continue
         streams = [lm.stream() for _ in range(STREAMS)]
         for s in streams:
             s.feed("")
@@ -326,6 +316,60 @@ def many_streams(steps: int, repeats: int) -> dict:
         out[variant] = {k: {"chars_per_s": STREAMS * steps / v["median"], "chars_per_s_min": STREAMS * steps / v["max"],
                             "chars_per_s_max": STREAMS * steps / v["min"]} for k, v in res.items()}
     out["streams"], out["steps"] = STREAMS, steps
+    return out
+
+
+def step_profile(runs: int) -> dict:
+    """Where one streaming step's time goes (char-shakespeare, batch 1): onnxruntime's own profiler, per operator
+    type, microseconds per step (the sum over that type's nodes; median over ``runs`` steps), and its whole run.
+    The profiler adds its own cost between nodes, so its run is slower than an unprofiled one."""
+    import onnxruntime as ort
+
+    from runtime.model import session_options
+
+    out = {}
+    for variant in ("fp32", "int8"):
+        lm = load_lm(variant)
+        with tempfile.TemporaryDirectory() as tmp:
+            opts = session_options()
+            opts.enable_profiling, opts.profile_file_prefix = True, str(Path(tmp) / "step")
+            sess = ort.InferenceSession(str(lm.onnx_path), opts, providers=["CPUExecutionProvider"])
+            feed = {"chars": np.array([[lm.bos_id]], dtype=np.int64), **{i: lm.zero_state(i, 1) for i, _ in lm.io.state}}
+            for _ in range(runs):
+                sess.run(None, feed)
+            events = json.loads(Path(sess.end_profiling()).read_text())
+        # model_run is logged when a run ends, after its nodes: node times belong to the next model_run event
+        runs_ops: list[dict] = [{}]
+        for e in events:
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+                op = e["args"]["op_name"]
+                runs_ops[-1][op] = runs_ops[-1].get(op, 0) + e["dur"]
+            elif e.get("name") == "model_run":
+                runs_ops[-1]["model_run"] = e["dur"]
+                runs_ops.append({})
+        done = [d for d in runs_ops if "model_run" in d][runs // 10:]  # the first tenth warms up
+        ops = sorted({k for d in done for k in d})
+        out[variant] = {k: statistics.median(d.get(k, 0) for d in done) for k in ops}
+    return out
+
+
+def ort_format(repeats: int) -> dict:
+    """``runtime.load`` of each model file, .onnx against its ORT-format .ort (what a minimal onnxruntime build
+    loads): milliseconds (SHA-256 check, reading, session creation), median of ``repeats``, and the file sizes."""
+    import runtime
+    from runtime.artifact import model_file, read_manifest
+
+    out = {}
+    for folder in (POS, LM):
+        files = read_manifest(folder).files
+        for variant in ("fp32", "int8"):
+            if model_file(variant, "ort") not in files:
+                continue
+            fns = {fmt: (lambda fmt=fmt: runtime.load(folder, variant=variant, format=fmt)) for fmt in ("onnx", "ort")}
+            res = side_by_side(fns, repeats, warmup=2)
+            out[f"{folder.name} {variant}"] = {
+                fmt: {"load_ms": {k: v * 1e3 if k != "n" else v for k, v in res[fmt].items()},
+                      "bytes": (folder / model_file(variant, fmt)).stat().st_size} for fmt in ("onnx", "ort")}
     return out
 
 
@@ -672,9 +716,6 @@ def weight_traffic(r: dict) -> dict:
     out = {}
     for variant, row, path in (("fp32", "runtime generate", LM / "model.onnx"),
                                ("int8", "runtime generate (int8)", LM / "model.int8.onnx")):
-        if row not in st:
-            out[variant] = None  # not shipped
-            continue
         wb = weight_bytes(path)
         sec = st[row]["median"] / 1e6
         ref = bw.get(f"char-shakespeare {variant} weights", bw["large"])["read_gb_s"]
@@ -817,8 +858,8 @@ def shape(e: dict) -> str:
     return f"({e['m']} x {e['k']}) @ ({e['k']} x {e['n']})"
 
 
-def targets(r: dict) -> list[tuple[str, str, bool | None]]:
-    """Issue 15's targets against this run: (target, measured, met); met None: its model is not shipped."""
+def targets(r: dict) -> list[tuple[str, str, bool]]:
+    """Issue 15's targets against this run: (target, measured, met)."""
     c, lat, thr, st = r["cold_start"], r["latency_us"], r["throughput"], r["streaming_us_per_char"]
     roof, frac, ms, wt = r["roofline"], r["tag_roofline"], r["many_streams"], r["weight_traffic"]
 
@@ -865,36 +906,29 @@ def targets(r: dict) -> list[tuple[str, str, bool | None]]:
     # streaming, one stream, int8
     step = roof["char-shakespeare"]["step_us_batch_1"]
     fp = f"fp32 {med(st['runtime generate']):.0f} µs/char"
-    if wt.get("int8") is None:
-        rows.append(("streaming int8 <= 60 µs/char, one thread",
-                     f"int8 char LM not shipped ({fp}; its GEMMs alone {step['fp32']:.0f} µs, "
-                     f"MatMulInteger's {step['int8']:.0f} µs)", None))
-    else:
-        v = med(st["runtime generate (int8)"])
-        text = f"{v:.0f} µs/char ({fp})"
-        if v > 60:
-            w = wt["int8"]
-            text += (f". Bound: the step's GEMMs alone (MatMulInteger, one run) take {step['int8']:.0f} µs; "
-                     f"{w['bytes_per_step'] / 1e6:.2f} MB of weights at the best measured {w['bandwidth_gb_s']:.0f} "
-                     f"GB/s take {w['bandwidth_bound_us']:.0f} µs; the runtime reads them at {w['gb_s']:.1f} GB/s "
-                     f"({100 * w['of_bandwidth']:.0f}%); a bare session.run per character takes "
-                     f"{med(st['bare session.run loop (int8)']):.0f} µs: the graph's work around its GEMMs and "
-                     f"onnxruntime's per-run cost")
-        rows.append(("streaming int8 <= 60 µs/char, one thread", text, v <= 60))
+    v = med(st["runtime generate (int8)"])
+    text = f"{v:.0f} µs/char ({fp})"
+    if v > 60:
+        w = wt["int8"]
+        lstm = sum(t for k, t in r["step_profile"]["int8"].items() if k.endswith("LSTM"))
+        text += (f". Bound: onnxruntime's own int8 LSTM kernel (DynamicQuantizeLSTM: it quantizes each step's input "
+                 f"and state, then runs its integer GEMMs) takes {lstm:.0f} µs of a step by its profiler (table 4d); "
+                 f"the step's GEMMs alone (MatMulInteger on pre-quantized inputs, one run) take {step['int8']:.0f} "
+                 f"µs; {w['bytes_per_step'] / 1e6:.2f} MB of weights at the best measured {w['bandwidth_gb_s']:.0f} "
+                 f"GB/s take {w['bandwidth_bound_us']:.0f} µs; the runtime reads them at {w['gb_s']:.1f} GB/s "
+                 f"({100 * w['of_bandwidth']:.0f}%); a bare session.run per character takes "
+                 f"{med(st['bare session.run loop (int8)']):.0f} µs: the graph's work around its GEMMs and "
+                 f"onnxruntime's per-run cost")
+    rows.append(("streaming int8 <= 60 µs/char, one thread", text, v <= 60))
     # many streams int8
-    if ms.get("int8") is None:
-        f32 = ms["fp32"]["step_streams"]["chars_per_s"]
-        rows.append((f"`step_streams` over {STREAMS} streams, int8 >= 60k chars/s", f"int8 char LM not shipped "
-                     f"(fp32 {f32 / 1000:.1f}k chars/s)", None))
-    else:
-        v = ms["int8"]["step_streams"]["chars_per_s"]
-        text = f"{v / 1000:.1f}k chars/s (fp32 {ms['fp32']['step_streams']['chars_per_s'] / 1000:.1f}k)"
-        if v < 60_000:
-            b = ms["int8"][f"bare session.run, batch {STREAMS}"]["chars_per_s"]
-            g = STREAMS / (roof["char-shakespeare"][f"step_us_batch_{STREAMS}"]["int8"] / 1e6)
-            text += (f". Bound: a bare session.run at batch {STREAMS} gives {b / 1000:.1f}k chars/s; the step's "
-                     f"GEMMs alone {g / 1000:.0f}k")
-        rows.append((f"`step_streams` over {STREAMS} streams, int8 >= 60k chars/s", text, v >= 60_000))
+    v = ms["int8"]["step_streams"]["chars_per_s"]
+    text = f"{v / 1000:.1f}k chars/s (fp32 {ms['fp32']['step_streams']['chars_per_s'] / 1000:.1f}k)"
+    if v < 60_000:
+        b = ms["int8"][f"bare session.run, batch {STREAMS}"]["chars_per_s"]
+        g = STREAMS / (roof["char-shakespeare"][f"step_us_batch_{STREAMS}"]["int8"] / 1e6)
+        text += (f". Bound: a bare session.run at batch {STREAMS} gives {b / 1000:.1f}k chars/s; the step's "
+                 f"GEMMs alone (MatMulInteger at batch {STREAMS}, one run) {g / 1000:.0f}k")
+    rows.append((f"`step_streams` over {STREAMS} streams, int8 >= 60k chars/s", text, v >= 60_000))
     return rows
 
 
@@ -925,7 +959,7 @@ def markdown(r: dict) -> str:
              f"Measured {r['date']} on {r['machine']} ({r['mode']} mode), one intra-op thread everywhere but "
              "section 7; median [min-max] of repeated runs after warm-up.", "",
              "| target | this run | met |", "| --- | --- | --- |"]
-    lines += [f"| {t} | {m} | {'yes' if ok else 'not shipped' if ok is None else '**no**'} |"
+    lines += [f"| {t} | {m} | {'yes' if ok else '**no**'} |"
               for t, m, ok in targets(r)]
     lines += ["", "| 1. cold start (import, load pos-ewt, tag one sentence) | wall s | peak RSS MiB "
               "| runtime is faster | uses less memory |", "| --- | --- | --- | --- | --- |"]
@@ -959,24 +993,32 @@ def markdown(r: dict) -> str:
     for k, v in st.items():
         lines.append(f"| {k} | {v['median']:.0f} [{v['min']:.0f}-{v['max']:.0f}] | "
                      f"{ratio(v['median'], st['runtime generate']['median'])} |")
-    if "runtime generate (int8)" not in st:
-        lines.append("| runtime generate (int8) | not shipped | |")
     ms, wt = r["many_streams"], r["weight_traffic"]
     lines += ["", f"| 4b. {STREAMS} streams, {ms['steps']} steps | fp32 chars/s | int8 chars/s |", "| --- | --- | --- |"]
     for k in ms["fp32"]:
-        i8 = ms["int8"][k]["chars_per_s"] if ms.get("int8") else None
-        lines.append(f"| {k} | {ms['fp32'][k]['chars_per_s']:.0f} | "
-                     f"{'not shipped' if i8 is None else f'{i8:.0f}'} |")
+        lines.append(f"| {k} | {ms['fp32'][k]['chars_per_s']:.0f} | {ms['int8'][k]['chars_per_s']:.0f} |")
     lines += ["", "| 4c. weight traffic, one stream | weights read per char | µs/char | GB/s | numpy read at that "
               "size | the step's GEMMs alone (onnxruntime, one run) | of the better bandwidth |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for v, w in wt.items():
-        if w is None:
-            lines.append(f"| {v} | not shipped | | | | | |")
-        else:
-            lines.append(f"| {v} | {w['bytes_per_step'] / 1e6:.2f} MB | {w['us_per_char']:.0f} | {w['gb_s']:.1f} | "
-                         f"{w['numpy_read_gb_s']:.1f} GB/s | {w['gemm_step_us']:.0f} µs, {w['gemm_step_gb_s']:.1f} "
-                         f"GB/s | {100 * w['of_bandwidth']:.0f}% |")
+        lines.append(f"| {v} | {w['bytes_per_step'] / 1e6:.2f} MB | {w['us_per_char']:.0f} | {w['gb_s']:.1f} | "
+                     f"{w['numpy_read_gb_s']:.1f} GB/s | {w['gemm_step_us']:.0f} µs, {w['gemm_step_gb_s']:.1f} "
+                     f"GB/s | {100 * w['of_bandwidth']:.0f}% |")
+    prof = {v: d for v, d in r["step_profile"].items() if d}
+    ops = sorted({k for d in prof.values() for k in d if k != "model_run"},
+                 key=lambda k: -max(d.get(k, 0) for d in prof.values()))
+    lines += ["", "| 4d. one step, batch 1, by onnxruntime's profiler (µs per step) | "
+              + " | ".join(prof) + " |", "| --- |" + " --- |" * len(prof)]
+    lines += [f"| {k} | " + " | ".join(f"{d[k]:.0f}" if k in d else "" for d in prof.values()) + " |" for k in ops]
+    lines.append("| the whole profiled run (the profiler adds its own cost) | "
+                 + " | ".join(f"{d['model_run']:.0f}" for d in prof.values()) + " |")
+    lines += ["", "| 4e. `runtime.load`, .onnx vs ORT format (.ort) | .onnx ms | .ort ms | .ort is faster | "
+              ".onnx MB | .ort MB |", "| --- | --- | --- | --- | --- | --- |"]
+    for k, v in r["ort_format"].items():
+        a, b = v["onnx"]["load_ms"], v["ort"]["load_ms"]
+        lines.append(f"| {k} | {a['median']:.1f} [{a['min']:.1f}-{a['max']:.1f}] | {b['median']:.1f} "
+                     f"[{b['min']:.1f}-{b['max']:.1f}] | {a['median'] / b['median']:.2f}x | "
+                     f"{v['onnx']['bytes'] / 1e6:.2f} | {v['ort']['bytes'] / 1e6:.2f} |")
     lines += ["", "| 5. int8 vs fp32 (pos-ewt) | fp32 | int8 |", "| --- | --- | --- |",
               f"| size | {q['fp32_bytes'] / 1e6:.2f} MB | {q['int8_bytes'] / 1e6:.2f} MB |",
               f"| latency (tag, 17 tokens) | {q['fp32_latency_us']:.0f} µs | {q['int8_latency_us']:.0f} µs |",
@@ -1130,6 +1172,8 @@ def main(argv=None) -> int:
              ("throughput", "throughput", lambda: throughput(1 if quick else 5, limit)),
              ("streaming", "streaming_us_per_char", lambda: streaming(n_chars, 2 if quick else 5)),
              ("many streams", "many_streams", lambda: many_streams(20 if quick else 200, 2 if quick else 5)),
+             ("step profile", "step_profile", lambda: step_profile(100 if quick else 1000)),
+             ("ORT format", "ort_format", lambda: ort_format(3 if quick else 15)),
              ("threads", "threads", lambda: threads(2 if quick else 5, limit, n_chars)),
              ("MatMul roofline", "roofline", lambda: matmul_roofline(quick, limit)),
              ("numpy sgemm", "numpy_sgemm", lambda: numpy_sgemm((256, 512) if quick else (512, 1024, 2048),

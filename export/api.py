@@ -1,7 +1,8 @@
 """``export_module``: any trained torch module -> a verified artifact folder (TorchScript + ONNX + manifest).
 
     describe (signature.py) -> TorchScript (convert.py) -> ONNX, first path that keeps the axes (convert.py,
-    probed by verify.py) -> full verification (verify.py) -> int8 (optional) -> checks -> write (write.py)
+    probed by verify.py) -> int8 (optional) -> ORT format (convert.py) -> full verification (verify.py) -> checks
+    -> write (write.py)
 
 Nothing is written at ``folder`` unless every check passed; the caller's torch state (random generators, grad
 mode, anything it scripted before) is as it was after the call.
@@ -22,10 +23,10 @@ import onnxruntime
 import torch
 
 import runtime
-from runtime.artifact import (INT8_FILE, ONNX_FILE, TORCHSCRIPT_FILE, ArtifactError, Manifest, read_manifest,
-                              sha256_bytes, write_manifest)
+from runtime.artifact import (INT8_FILE, ONNX_FILE, OPS_CONFIG, ORT_VARIANTS, TORCHSCRIPT_FILE, ArtifactError, Manifest,
+                              model_file, read_manifest, sha256_bytes, write_manifest)
 from .convert import (EXPORTERS, ONNX_PATHS, OPSET, ExportError, add_metadata, check_onnx, quantize_int8, to_onnx,
-                      to_torchscript, quiet_export_tools)
+                      to_ort, to_torchscript, quiet_export_tools)
 from .diagnose import declared_pins, explain, pinned_places, suspect_symbols
 from .feeds import Custom, Feed
 from .rewrite import portable_recurrent
@@ -63,6 +64,7 @@ class _Job:
     runtime_feeds: Callable[[runtime.Model], list[Feed]] | None
     say: Callable[[str], None]
     previous: dict | None = None  # the manifest (JSON) of the artifact this export replaces, if any
+    dest: Path | None = None  # where the artifact is published (the one it replaces is there until then)
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,9 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
     ``{axis: symbol}`` ("time", "batch", or any other name, e.g. "width"); outputs' axes are learned by running
     the module. ``lengths`` names the input holding each sequence's valid length along "time"; ``state`` maps
     state inputs to the outputs that continue them ({"h_0": "h_n"}), detected when not given. ``int8`` also
-    writes model.int8.onnx, checked against fp32. ``force`` replaces an existing folder.
+    writes model.int8.onnx, checked against fp32. Each .onnx is also written in ORT format (model.ort,
+    model.int8.ort, with required_operators_and_types.config), checked against it. ``force`` replaces an existing
+    folder.
 
     The keyword-only arguments are for model zoos built on this function (the registered models use them):
     ``exporter`` ("auto" tries torch's TorchScript-based exporter on the traced module, then on the scripted
@@ -118,7 +122,7 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
         raise ExportError(f"{dest}: expected an artifact folder, got a file")
     refuse_unsupported(model)
     job = _Job(name, kind, exporter, config or {}, vocab or {}, info or {}, int8, checks, facts, custom_inputs,
-               extra_files or {}, runtime_feeds, log or (lambda message: None))
+               extra_files or {}, runtime_feeds, log or (lambda message: None), dest=dest)
 
     grad, threads = torch.is_grad_enabled(), torch.get_num_threads()
     guard = AttributeGuard(model)
@@ -208,6 +212,10 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
         quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
         check_onnx(tmp / INT8_FILE, sig.io)
         files.append(INT8_FILE)
+    variants = ["fp32", "int8"] if job.int8 else ["fp32"]
+    say(f"{name}: ORT format ...")
+    manifest.export["ort"] = to_ort(tmp, variants, job.previous, job.dest)
+    files += [*(ORT_VARIANTS[v] for v in variants), OPS_CONFIG]
     manifest.files = {f: sha256_bytes((tmp / f).read_bytes()) for f in files}
     write_manifest(tmp, manifest)
 
@@ -222,6 +230,7 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
     results = [{"what": what, "ok": ok, "detail": detail} for what, ok, detail in job.facts]
     if job.int8:
         results.append(_int8_check(subject, loaded, tmp))
+    results.append(_ort_check(subject, tmp, variants))
     for check in job.checks:
         ok, detail = check.run(loaded)
         results.append({"what": check.what, "ok": ok, "detail": detail})
@@ -344,6 +353,26 @@ def _int8_check(subject: Subject, fp32: runtime.Model, tmp: Path) -> dict:
                    f"model's outputs too much; export it without int8")
     return {"what": f"int8 vs fp32: relative RMS error of every float output <= {INT8_MAX_ERROR}", "ok": ok,
             "detail": detail}
+
+
+def _ort_check(subject: Subject, tmp: Path, variants: list[str]) -> dict:
+    """Each ORT-format file answers as its ONNX source, both through the runtime, at every probe size (fp32
+    tolerances; measured: identical)."""
+    cases = probe_cases(subject.plan, subject.io)
+    diffs: list[Diff] = []
+    for v in variants:
+        pair = Subject(subject.name, subject.kind, subject.io, subject.plan,
+                       {model_file(v): runtime_backend(runtime.load(tmp, variant=v)),
+                        model_file(v, "ort"): runtime_backend(runtime.load(tmp, variant=v, format="ort"))},
+                       subject.custom)
+        diffs += [d for case in cases for d in check_backends(pair, case)]
+    bad = [d for d in diffs if not d.ok]
+    worst = max((d.max_abs for d in diffs if np.isfinite(d.max_abs)), default=0.0)
+    files = ", ".join(model_file(v, "ort") for v in variants)
+    return {"what": f"ORT format: {files} answer as their ONNX files through the runtime at every probe size "
+                    f"(fp32 tolerances)", "ok": not bad,
+            "detail": f"{len(diffs)} comparisons over {len(cases)} probe sizes: max abs diff {worst:.3g}"
+                      + (f"; {len(bad)} failed, e.g. {bad[0]}" if bad else "")}
 
 
 # ---- figures measured on this CPU ------------------------------------------------------------------------------

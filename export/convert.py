@@ -9,9 +9,13 @@ same checks.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import platform
+import shutil
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -21,7 +25,8 @@ from pathlib import Path
 import onnx
 import torch
 
-from runtime.artifact import FORMAT_VERSION, IOSpec, Manifest
+from runtime.artifact import FORMAT_VERSION, OPS_CONFIG, ORT_VARIANTS, VARIANTS, IOSpec, Manifest, sha256_bytes
+from runtime.onnxproto import scan
 from .rewrite import annotate_forward
 
 EXPORTERS = ("auto", "torchscript", "dynamo")  # what a caller may ask for
@@ -236,6 +241,107 @@ def quantize_int8(src: Path, dst: Path) -> None:
                              op_types_to_quantize=["MatMul", "LSTM", "Gather"])
     finally:
         root.removeFilter(hush)
+
+
+# ORT format: onnxruntime's own converter, its default and recommended settings for CPU: optimization style
+# "Fixed" (optimizations applied before saving, level "all"), no target platform (so no x86-only NCHWc layout),
+# and the operator config with types, for a minimal build with reduced type support.
+ORT_CONVERTER = ("onnxruntime.tools.convert_onnx_models_to_ort (optimization style Fixed, level all, no target "
+                 "platform: no NCHWc layout; operator config with types)")
+
+
+def to_ort(folder: Path, variants: list[str], previous: dict | None, previous_folder: Path) -> dict:
+    """Convert the ONNX files of ``variants`` in ``folder`` to ORT format beside them, write their operator
+    config (OPS_CONFIG), and return the manifest's ``export.ort`` record.
+
+    The converter writes its kernel type table in hash-map order, and the hash is seeded by an address (absl), so
+    its bytes change from process to process though the model does not. ``_run_converter`` runs it with address
+    randomization off, which makes its bytes the same on one machine; and when the artifact being replaced
+    (``previous``, its manifest JSON, in ``previous_folder``) recorded the same conversion (the same record) of
+    ONNX files with the same SHA-256, its ORT files are kept, after their own SHA-256 is checked: an export of
+    unchanged files rewrites no byte on any machine. Either way the files are then checked against their ONNX
+    sources like every other file (the export's checks)."""
+    import onnxruntime
+
+    sources = {ORT_VARIANTS[v]: VARIANTS[v] for v in variants}
+    facts = scan((folder / VARIANTS["fp32"]).read_bytes())
+    inputs = [i.name for i in onnx.load(str(folder / VARIANTS["fp32"]), load_external_data=False).graph.input]
+    record = {"converter": ORT_CONVERTER, "onnxruntime": onnxruntime.__version__, "models": sources,
+              "operators_config": OPS_CONFIG,
+              "embedding_rows": {name: min(rows) for name in inputs if (rows := facts.gathered_rows(name))}}
+    reused = _previous_ort(folder, record, previous, previous_folder)
+    if reused is not None:
+        for name, data in reused.items():
+            (folder / name).write_bytes(data)
+        return record
+    # Under /tmp where there is one: the converter's process then sees paths of one length whatever TMPDIR says.
+    with tempfile.TemporaryDirectory(dir="/tmp" if os.path.isdir("/tmp") else None) as tmp:
+        src, out = Path(tmp) / "onnx", Path(tmp) / "ort"
+        src.mkdir()
+        for ort_name, onnx_name in sources.items():
+            (src / onnx_name).write_bytes((folder / onnx_name).read_bytes())
+        _run_converter(Path(tmp))
+        for ort_name, onnx_name in sources.items():
+            (folder / ort_name).write_bytes((out / Path(onnx_name).with_suffix(".ort").name).read_bytes())
+        # The converter's comment lines name the temporary paths of the models; name the artifact's files instead.
+        lines = [line for line in (out / OPS_CONFIG).read_text().splitlines() if not line.startswith("# ")]
+        header = ["# ONNX Runtime operators (and types) the ORT-format models of this artifact use, for",
+                  "# build.sh --minimal_build --include_ops_by_config <this file> --enable_reduced_operator_type_support",
+                  *(f"# - {name}" for name in sorted(sources))]
+    (folder / OPS_CONFIG).write_text("\n".join(header + lines) + "\n")
+    return record
+
+
+_CONVERT = """
+import pathlib, sys
+from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+convert_onnx_models_to_ort(pathlib.Path(sys.argv[1]), output_dir=pathlib.Path(sys.argv[2]),
+                           optimization_styles=[OptimizationStyle.Fixed], enable_type_reduction=True)
+"""
+
+
+def _run_converter(tmp: Path) -> None:
+    """onnxruntime's converter on every .onnx in ``tmp/onnx``, into ``tmp/ort``, in a process of its own (it
+    prints a line per step and logs at INFO) started with address randomization off where ``setarch -R`` can do
+    that: its hash seed is an address, so then its bytes are the same from run to run. Where that address lands
+    also depends on what the process allocated before, so it starts the same way every time: the same arguments
+    (relative paths, in ``tmp``) and a fixed environment (measured: inheriting pytest's made other bytes)."""
+    proc = subprocess.run([*_no_aslr_prefix(), sys.executable, "-c", _CONVERT, "onnx", "ort"], cwd=tmp,
+                          env={"PYTHONHASHSEED": "0", "LC_ALL": "C"}, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = " ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])[:500]
+        raise ExportError(f"ORT format: onnxruntime's converter failed (exit {proc.returncode}): {tail}")
+
+
+@functools.lru_cache(maxsize=1)
+def _no_aslr_prefix() -> tuple[str, ...]:
+    """``setarch <machine> -R`` if it works here (util-linux on Linux; a sandbox may forbid personality())."""
+    setarch = shutil.which("setarch")
+    if setarch is None:
+        return ()
+    prefix = (setarch, platform.machine(), "-R")
+    try:
+        ok = subprocess.run([*prefix, "true"], capture_output=True).returncode == 0
+    except OSError:
+        ok = False
+    return prefix if ok else ()
+
+
+def _previous_ort(folder: Path, record: dict, previous: dict | None, previous_folder: Path) -> dict | None:
+    """The previous artifact's ORT files and operator config (name -> bytes) if it recorded ``record`` for ONNX
+    files identical to ``folder``'s, and its files still match its manifest; None otherwise."""
+    if not previous or (previous.get("export") or {}).get("ort") != record:
+        return None
+    old = previous.get("files") or {}
+    names = [*record["models"], OPS_CONFIG]
+    for onnx_name in record["models"].values():
+        if old.get(onnx_name) != sha256_bytes((folder / onnx_name).read_bytes()):
+            return None
+    try:
+        data = {name: (previous_folder / name).read_bytes() for name in names}
+    except OSError:
+        return None
+    return data if all(old.get(name) == sha256_bytes(b) for name, b in data.items()) else None
 
 
 def _inline_weight_aliases(model: onnx.ModelProto) -> onnx.ModelProto:

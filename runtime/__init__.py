@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .artifact import VARIANTS, ArtifactError, FolderReplaced, Manifest, read_artifact
+from .artifact import FORMATS, VARIANTS, ArtifactError, FolderReplaced, Manifest, model_file, read_artifact
 from .charlm import CharLM
 from .model import Model, check_options
 from .tagger import Tagger
@@ -23,11 +23,14 @@ __all__ = ["load", "Model", "Tagger", "CharLM", "Manifest", "ArtifactError"]
 _CLASSES: dict[str, type[Model]] = {"recurrent": Model, "tagger": Tagger, "char-lm": CharLM, "module": Model}
 
 
-def load(path: str | Path, *, variant: str = "fp32", intra_op_threads: int = 1, spinning: bool = False) -> Model:
+def load(path: str | Path, *, variant: str = "fp32", format: str = "onnx", intra_op_threads: int = 1,
+         spinning: bool = False) -> Model:
     """Load the artifact folder ``path`` and return the object for its kind (Model, Tagger or CharLM).
 
     The manifest is read first and the model file is checked against its SHA-256 before onnxruntime sees it.
-    ``variant`` is "fp32" (model.onnx) or, where the artifact has one, "int8" (model.int8.onnx).
+    ``variant`` is "fp32" (model.onnx) or, where the artifact has one, "int8" (model.int8.onnx). ``format`` "ort"
+    loads the same variant in ONNX Runtime's ORT format (model.ort, model.int8.ort), where the artifact has it:
+    what a minimal onnxruntime build (no ONNX parser) loads; the answers are the same.
     ``intra_op_threads`` and ``spinning`` set onnxruntime's thread pool (defaults suit small edge CPUs).
     Bad arguments are a TypeError or ValueError naming the argument, raised before anything is read.
     """
@@ -35,14 +38,18 @@ def load(path: str | Path, *, variant: str = "fp32", intra_op_threads: int = 1, 
         raise TypeError(f"variant: expected one of {sorted(VARIANTS)}, got {type(variant).__name__} {variant!r:.40}")
     if variant not in VARIANTS:
         raise ValueError(f"variant: expected one of {sorted(VARIANTS)}, got {variant!r:.40}")
+    if not isinstance(format, str):
+        raise TypeError(f"format: expected one of {list(FORMATS)}, got {type(format).__name__} {format!r:.40}")
+    if format not in FORMATS:
+        raise ValueError(f"format: expected one of {list(FORMATS)}, got {format!r:.40}")
     intra_op_threads, spinning = check_options(intra_op_threads, spinning)
     folder = Path(path)
     for retry in (False, True):  # an export that renamed a new artifact over the folder meanwhile: read it again
         try:
-            manifest, data, graph = read_artifact(folder, variant)
+            manifest, data, graph = read_artifact(folder, variant, format)
             break
         except FolderReplaced:
             if retry:
                 raise
     return _CLASSES[manifest.kind](folder, manifest, intra_op_threads=intra_op_threads, spinning=spinning,
-                                   onnx_file=VARIANTS[variant], onnx=(data, graph))
+                                   onnx_file=model_file(variant, format), onnx=(data, graph))

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from . import corpus, files, load
-from .artifact import ArtifactError
+from .artifact import VARIANTS, ArtifactError
 from .charlm import CharLM
 from .tagger import Tagger
 
@@ -20,11 +20,16 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m runtime", description="Run seqedge artifacts (numpy + onnxruntime).")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
     sub = p.add_subparsers(dest="command", required=True)
+    model = argparse.ArgumentParser(add_help=False)  # which model file of the artifact the command runs
+    model.add_argument("--variant", choices=sorted(VARIANTS), default="fp32", help="model variant (default fp32)")
+    model.add_argument("--ort", action="store_true",
+                       help="load the variant's ORT-format file (model.ort, model.int8.ort: what a minimal "
+                            "onnxruntime build runs) instead of its .onnx")
 
     info = sub.add_parser("info", help="print what an artifact is: kind, IO, exporter, parity")
     info.add_argument("artifact", help="artifact folder, e.g. artifacts/pos-tutorial")
 
-    tag = sub.add_parser("tag", help="tag sentences (text: one whitespace-tokenized sentence per line, word/TAG "
+    tag = sub.add_parser("tag", parents=[model], help="tag sentences (text: one whitespace-tokenized sentence per line, word/TAG "
                                      "out; conllu: CoNLL-U in, the same bytes out with column 4 filled)",
                          description="Tag one input to standard output, or many into a folder with --out (one output "
                                      "file per input file, written atomically; see runtime/files.py for the paths).")
@@ -33,7 +38,6 @@ def _parser() -> argparse.ArgumentParser:
                      help="input files (.xz is decompressed), folders or glob patterns; none or - reads standard "
                           "input (without --out)")
     tag.add_argument("--format", choices=corpus.FORMATS, default="text", help="input/output format (default text)")
-    tag.add_argument("--variant", choices=("fp32", "int8"), default="fp32", help="model variant (default fp32)")
     tag.add_argument("--out", type=Path, metavar="DIR", help="write one tagged file per input file under DIR")
     tag.add_argument("--resume", action="store_true",
                      help="with --out: skip inputs whose output exists (outputs are complete or absent)")
@@ -45,14 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     tag.add_argument("--workers", type=int, metavar="N",
                      help="with --engine ray: tagging actors, one CPU each (default: every CPU)")
 
-    ev = sub.add_parser("eval", help="UPOS accuracy on a gold CoNLL-U file, with per-tag precision and recall")
+    ev = sub.add_parser("eval", parents=[model], help="UPOS accuracy on a gold CoNLL-U file, with per-tag precision and recall")
     ev.add_argument("artifact", help="a tagger artifact folder, e.g. artifacts/pos-ewt")
     ev.add_argument("gold", help="gold CoNLL-U file (plain, or xz-compressed when it ends in .xz)")
     ev.add_argument("--json", action="store_true",
                     help='end with one JSON line: {"sentences", "tokens", "correct", "accuracy"}')
-    ev.add_argument("--variant", choices=("fp32", "int8"), default="fp32", help="model variant (default fp32)")
 
-    gen = sub.add_parser("generate", help="generate text from a char-lm artifact, printing as it goes")
+    gen = sub.add_parser("generate", parents=[model], help="generate text from a char-lm artifact, printing as it goes")
     gen.add_argument("artifact", help="a char-lm artifact folder, e.g. artifacts/char-hello")
     gen.add_argument("--prompt", default="", help="text to continue (default: none, start from the start symbol)")
     gen.add_argument("-n", "--max-chars", type=int, default=256, help="most characters to generate (default 256)")
@@ -60,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-k", type=int, default=None, help="sample only among the k likeliest characters")
     gen.add_argument("--seed", type=int, default=None, help="random seed for sampling (same seed, same text)")
 
-    loss = sub.add_parser("loss", help="a char-lm's mean next-character loss (nats/char) on a text file")
+    loss = sub.add_parser("loss", parents=[model], help="a char-lm's mean next-character loss (nats/char) on a text file")
     loss.add_argument("artifact", help="a char-lm artifact folder, e.g. artifacts/char-shakespeare")
     loss.add_argument("file", help="text file (.xz is decompressed)")
     loss.add_argument("--start-fraction", type=float, default=0.0,
@@ -71,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(args, kind):
-    model = load(args.artifact, intra_op_threads=args.threads, variant=getattr(args, "variant", "fp32"))
+    model = load(args.artifact, intra_op_threads=args.threads, variant=args.variant,
+                 format="ort" if args.ort else "onnx")
     if not isinstance(model, kind):
         raise ArtifactError(f"{args.artifact}: is a {model.manifest.kind!r} artifact; "
                             f"'{args.command}' needs a {kind.__name__} artifact")
@@ -173,6 +177,8 @@ def _tag(args) -> int:
         raise ValueError("--address and --workers are options of --engine ray")
     jobs = files.plan(args.inputs, args.out)
     if args.engine == "ray":
+        if args.ort:
+            raise ValueError("--ort: the ray engine runs the .onnx files (drop --ort, or use --engine local)")
         from .ray_engine import run_ray  # imports ray: only when asked for
 
         summary = run_ray(args.artifact, jobs, args.format, args.variant, args.resume, args.address, args.workers)

@@ -9,6 +9,12 @@ An artifact folder holds::
     model.onnx      the ONNX graph, run by onnxruntime
     model.pt        the TorchScript module (for torch users; the runtime never opens it)
     model.int8.onnx optional int8 variant, ``runtime.load(path, variant="int8")``
+    model.ort, model.int8.ort
+                    optional: the same graphs in ONNX Runtime's ORT format (for minimal onnxruntime builds),
+                    ``runtime.load(path, format="ort")``; the manifest's ``export.ort`` says how they were made
+    required_operators_and_types.config
+                    with the .ort files: the operators (and their types) they use, for building onnxruntime with
+                    ``--include_ops_by_config`` (README, "Edge packaging")
 
 Shape letters used in IO declarations: T time steps, B batch, L layers x directions, H hidden size,
 F input features, V classes or symbols. Symbolic axes are named ``"time"`` and ``"batch"``.
@@ -27,13 +33,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .onnxproto import GraphFacts, scan
+from .onnxproto import GraphFacts, RecordedFacts, scan
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"  # optional: ONNX Runtime dynamic quantization of model.onnx
 VARIANTS = {"fp32": ONNX_FILE, "int8": INT8_FILE}
+# ORT format (a flatbuffer, file identifier "ORTM" at byte 4): what a minimal onnxruntime build loads; each file is
+# its ONNX variant converted (optimized) by onnxruntime's own converter.
+FORMATS = ("onnx", "ort")
+ORT_VARIANTS = {"fp32": "model.ort", "int8": "model.int8.ort"}
+OPS_CONFIG = "required_operators_and_types.config"
+ORT_IDENTIFIER = b"ORTM"
 TORCHSCRIPT_FILE = "model.pt"
 # recurrent: the seeds' plain RNNs; tagger, char-lm: models with a vocabulary and their own runtime class;
 # module: any model exported with ``export.export_module`` (run with its own IO names).
@@ -231,7 +243,11 @@ def check_manifest(d: Any, where: Path | str = MANIFEST) -> None:
     if kind not in KINDS:
         raise ArtifactError(f"{where}: unknown kind: expected one of {KINDS}, got {kind!r:.60}")
     config, files = r.sub("config"), r.sub("files", optional=True)
-    r.sub("export", optional=True)
+    # export.ort.embedding_rows: for ORT-format files, whose graph the runtime cannot walk (onnxproto reads ONNX's
+    # protobuf only), the rows of the embedding table each integer input indexes, recorded from model.onnx.
+    rows = r.sub("export", optional=True).sub("ort", optional=True).sub("embedding_rows", optional=True)
+    for name in rows.obj:
+        rows.get(name, lambda v: _is_int(v) and v >= 1, "a row count (int >= 1)")
     r.sub("parity", optional=True)
     for name in files.obj:
         files.get(name, lambda v: isinstance(v, str) and _SHA256.fullmatch(v) and "/" not in name
@@ -444,15 +460,39 @@ def read_onnx(folder: Path | str, manifest: Manifest, file_name: str,
     return data, facts
 
 
-def read_artifact(folder: Path | str, variant: str) -> tuple[Manifest, bytes, GraphFacts]:
-    """The manifest and the ``variant`` model file (``VARIANTS``) of one artifact folder, both read from the same
-    folder (``open_folder``), checked as ``read_manifest`` and ``read_onnx`` check them."""
+def model_file(variant: str, format: str = "onnx") -> str:
+    """The file name of one model variant ("fp32", "int8") in one format ("onnx", "ort")."""
+    return (VARIANTS if format == "onnx" else ORT_VARIANTS)[variant]
+
+
+def read_ort(folder: Path | str, manifest: Manifest, file_name: str,
+             dir_fd: int | None = None) -> tuple[bytes, GraphFacts]:
+    """Read an ORT-format file of the artifact: its SHA-256 checked against the manifest and its flatbuffer file
+    identifier checked (so onnxruntime never guesses at other bytes). The facts the runtime would walk an ONNX
+    graph for come from the manifest (``export.ort.embedding_rows``, recorded from model.onnx at export); an ORT
+    file holds no external data by construction."""
+    path = Path(folder) / file_name
+    data = read_verified(folder, manifest, file_name, dir_fd)
+    if data[4:8] != ORT_IDENTIFIER:
+        raise ArtifactError(f"{path}: not an ORT-format model: expected the file identifier {ORT_IDENTIFIER!r} at "
+                            f"byte 4, got {data[4:8]!r}")
+    rows = ((manifest.export.get("ort") or {}).get("embedding_rows") or {})
+    return data, RecordedFacts(rows=dict(rows))
+
+
+def read_artifact(folder: Path | str, variant: str, format: str = "onnx") -> tuple[Manifest, bytes, GraphFacts]:
+    """The manifest and the ``variant`` model file in ``format`` (``model_file``) of one artifact folder, both read
+    from the same folder (``open_folder``), checked as ``read_manifest`` and ``read_onnx`` (``read_ort``) check
+    them."""
     folder = Path(folder)
+    file_name = model_file(variant, format)
     with open_folder(folder) as dir_fd:
         manifest = read_manifest(folder, dir_fd)
-        if VARIANTS[variant] not in manifest.files:
-            have = sorted(v for v, f in VARIANTS.items() if f in manifest.files)
-            raise ArtifactError(f"{folder / MANIFEST}: no {variant!r} variant in this artifact: expected "
-                                f"{VARIANTS[variant]} among the files it records, got {sorted(manifest.files)} "
-                                f"(variants {have})")
-        return (manifest, *read_onnx(folder, manifest, VARIANTS[variant], dir_fd))
+        if file_name not in manifest.files:
+            have = [v if f == "onnx" else f"{v} {f}" for f in FORMATS for v in VARIANTS
+                    if model_file(v, f) in manifest.files]
+            what = repr(variant) if format == "onnx" else f"{variant!r} ORT-format"
+            raise ArtifactError(f"{folder / MANIFEST}: no {what} variant in this artifact: expected {file_name} among "
+                                f"the files it records, got {sorted(manifest.files)} (variants {have})")
+        read = read_onnx if format == "onnx" else read_ort
+        return (manifest, *read(folder, manifest, file_name, dir_fd))

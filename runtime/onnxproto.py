@@ -59,6 +59,17 @@ class GraphFacts:
         return rows
 
 
+@dataclass
+class RecordedFacts(GraphFacts):
+    """Facts recorded in the manifest, for a model file this module cannot walk (ORT format): ``rows`` maps an
+    integer input to the rows of the embedding table it indexes."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def gathered_rows(self, graph_input: str) -> set[int]:
+        return {self.rows[graph_input]} if graph_input in self.rows else set()
+
+
 def _varint(data: memoryview, pos: int, end: int) -> tuple[int, int]:
     value = shift = 0
     while True:

@@ -30,8 +30,16 @@ def test_quick_bench_runs_every_section_and_writes_json_markdown_and_chart(tmp_p
     assert {"runtime generate", "bare session.run loop", "torch eager", "TorchScript"} <= streaming
     ms = r["many_streams"]
     assert ms["streams"] == 64 and ms["fp32"]["step_streams"]["chars_per_s"] > 0
-    assert ms["int8"] is None or ms["int8"]["step_streams"]["chars_per_s"] > 0  # None: int8 char LM not shipped
-    assert r["weight_traffic"]["fp32"]["bytes_per_step"] > 1e6 and r["weight_traffic"]["fp32"]["gb_s"] > 0
+    assert ms["int8"]["step_streams"]["chars_per_s"] > 0 and "runtime generate (int8)" in streaming
+    for variant in ("fp32", "int8"):
+        assert r["weight_traffic"][variant]["bytes_per_step"] > 1e6 and r["weight_traffic"][variant]["gb_s"] > 0
+    # one step by onnxruntime's profiler: the LSTM kernels and the whole run, per variant
+    assert r["step_profile"]["fp32"]["LSTM"] > 0 and r["step_profile"]["int8"]["DynamicQuantizeLSTM"] > 0
+    assert all(p["model_run"] > 0 for p in r["step_profile"].values())
+    # runtime.load of every .onnx against its .ort
+    assert set(r["ort_format"]) == {"pos-ewt fp32", "pos-ewt int8", "char-shakespeare fp32", "char-shakespeare int8"}
+    assert all(v[f]["load_ms"]["median"] > 0 and v[f]["bytes"] > 0 for v in r["ort_format"].values()
+               for f in ("onnx", "ort"))
     assert set(r["threads"]) and all(v["1"] > 0 and v["2"] > 0 for v in r["threads"].values())
     # the roofline: onnxruntime's MatMul at large squares and at the models' own shapes, fp32 and int8
     roof = r["roofline"]
@@ -54,7 +62,7 @@ def test_quick_bench_runs_every_section_and_writes_json_markdown_and_chart(tmp_p
     first = md.splitlines()[0]
     assert first.startswith("**BUSY MACHINE: figures not representative**" if r["load"]["busy"] else "Quiet machine")
     sections = ("| target |", "1. cold start", "2. latency", "3. throughput", "4. streaming", "4b. 64 streams",
-                "4c. weight traffic", "5. int8", "6. export", "7. threads", "8. roofline", "9. memory bandwidth",
+                "4c. weight traffic", "4d. one step", "4e. `runtime.load`", "5. int8", "6. export", "7. threads", "8. roofline", "9. memory bandwidth",
                 "10. Machine")
     for section in sections:
         assert section in md, section

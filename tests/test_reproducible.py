@@ -72,7 +72,7 @@ def other_cpu_run(self, feed):
     out = plain_run(self, feed)
     if not state["other_cpu"]:
         return out
-    int8 = self.onnx_path.name == "model.int8.onnx"
+    int8 = self.onnx_path.name in ("model.int8.onnx", "model.int8.ort")
     state_outputs = {o for _, o in self.io.state}  # not compounded over steps: the same kernels step and run whole
     for k, v in out.items():
         if v.dtype == np.float32 and k not in state_outputs:
