@@ -27,7 +27,7 @@ from export.zoo import seeds
 from export.zoo import spec as zoo_spec
 from export.zoo.registry import REGISTRY
 from export.zoo.spec import DataError
-from runtime.artifact import MANIFEST, Manifest, read_manifest, sha256_bytes
+from runtime.artifact import MANIFEST, ORT_VARIANTS, Manifest, read_manifest, sha256_bytes
 
 from .conftest import ARTIFACTS, ROOT
 
@@ -121,10 +121,20 @@ def manifest_json(folder: Path) -> dict:
 def assert_same_files(folder: Path, name: str, manifest_too: bool) -> None:
     committed = ARTIFACTS / name
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in committed.iterdir()), folder
+    ort = set(ORT_VARIANTS.values())
     for f in committed.iterdir():
         if f.name == MANIFEST and not manifest_too:
-            # Measured on this CPU: the same manifest but for figures measured on the CPU that exported it.
-            assert api._masked(manifest_json(folder)) == api._masked(manifest_json(committed)), f"{name}/{f.name}"
+            # Measured on this CPU: the same manifest but for figures measured on the CPU that exported it, and,
+            # into an empty folder, the ORT files' hashes (below).
+            a, b = api._masked(manifest_json(folder)), api._masked(manifest_json(committed))
+            for m in (a, b):
+                m["files"] = {k: v for k, v in m["files"].items() if k not in ort}
+            assert a == b, f"{name}/{f.name}"
+        elif f.name in ort and not manifest_too:
+            # A fresh conversion: onnxruntime's converter orders its kernel type table by an address-seeded hash,
+            # so the bytes may differ on another Python or machine (same length, same entries); the export checked
+            # that it answers as model.onnx. Over the committed artifact (make run) the committed bytes are kept.
+            assert (folder / f.name).stat().st_size == f.stat().st_size, f"{name}/{f.name}"
         else:
             assert (folder / f.name).read_bytes() == f.read_bytes(), (
                 f"{name}/{f.name} differs from the committed file (`make run` would rewrite it)")
