@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	# The CPU build of torch first and alone, so nothing after it can resolve to a CUDA build.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[export,verify,test]'
+	$(PIP) install --quiet -e '.[export,verify,executorch,test]'
 	@if $(PIP) list 2>/dev/null | grep -qi '^nvidia-'; then echo "error: CUDA packages were installed" >&2; exit 1; fi
 	touch $(STAMP)
 

@@ -10,7 +10,6 @@ The registered models (``python -m export --list``) live in ``export.zoo`` and a
 """
 
 from .api import Check, export_module
-from .convert import ExportError
-from .verify import ParityError
+from .errors import DataError, ExportError, ParityError, SignatureError, WriteError
 
-__all__ = ["export_module", "ExportError", "ParityError", "Check"]
+__all__ = ["export_module", "Check", "ExportError", "ParityError", "SignatureError", "WriteError", "DataError"]

@@ -17,7 +17,6 @@ from pathlib import Path  # noqa: E402
 
 from . import cli  # noqa: E402
 from .convert import EXPORTERS, ExportError  # noqa: E402
-from .verify import ParityError  # noqa: E402
 from .write import WriteError, check_writable  # noqa: E402
 from .zoo.build import export  # noqa: E402
 from .zoo.registry import REGISTRY  # noqa: E402
@@ -60,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="read the training/evaluation data from DIR instead of the vendored copy (pos-ewt: "
                         "en_ewt-ud-train.conllu.xz and en_ewt-ud-dev.conllu.xz; char-shakespeare: input.txt.xz)")
     p.add_argument("--list", action="store_true", help="list the registered models and exit")
+    cli.add_format_argument(p)
     cli.add_arguments(p)
     return p
 
@@ -111,12 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name}: train, export, verify ...", file=sys.stderr, flush=True)
         try:
-            r = export(REGISTRY[name], args.out, exporter=args.exporter, force=args.force, retrain=args.retrain)
+            r = export(REGISTRY[name], args.out, exporter=args.exporter, force=args.force, retrain=args.retrain,
+                       formats=args.formats)
         except DataError as e:  # bad data fails the whole run at once: the next model would read it too
             return _fail(f"{name}: not written: {e}", 1)
         except WriteError as e:  # a full disk, a read-only file system: so would the next model's
             return _fail(str(e), 1)
-        except (ExportError, ParityError) as e:
+        except ExportError as e:
             print(f"error: {name}: not written: {e}", file=sys.stderr)
             failed.append(name)
             rows.append((name, args.exporter, "-", "-", "-", "-", "FAILED"))

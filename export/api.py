@@ -1,8 +1,9 @@
 """``export_module``: any trained torch module -> a verified artifact folder (TorchScript + ONNX + manifest).
 
     describe (signature.py) -> TorchScript (convert.py) -> ONNX, first path that keeps the axes (convert.py,
-    probed by verify.py) -> int8 (optional) -> ORT format (convert.py) -> full verification (verify.py) -> checks
-    -> write (write.py)
+    probed by verify.py; the fourth path is the ONNX Scan of the torch.export program, program.py) -> int8
+    (optional) -> ORT format (convert.py) -> model.pt2 and model.pte from the torch.export program of the scan
+    form (program.py) -> full verification (verify.py) -> checks -> write (write.py)
 
 Nothing is written at ``folder`` unless every check passed; the caller's torch state (random generators, grad
 mode, anything it scripted before) is as it was after the call.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -23,16 +24,19 @@ import onnxruntime
 import torch
 
 import runtime
-from runtime.artifact import (INT8_FILE, ONNX_FILE, OPS_CONFIG, ORT_VARIANTS, TORCHSCRIPT_FILE, ArtifactError, Manifest,
-                              model_file, read_manifest, sha256_bytes, write_manifest)
-from .convert import (EXPORTERS, ONNX_PATHS, OPSET, ExportError, add_metadata, check_onnx, quantize_int8, to_onnx,
-                      to_ort, to_torchscript, quiet_export_tools)
+from runtime.artifact import (BATCH, INT8_FILE, ONNX_FILE, OPS_CONFIG, ORT_VARIANTS, PT2_FILE, PTE_FILE, TIME,
+                              TORCHSCRIPT_FILE, ArtifactError, Manifest, model_file, read_manifest, sha256_bytes,
+                              write_manifest)
+from .convert import (EXPORTERS, ONNX_PATHS, OPSET, add_metadata, check_onnx, quantize_int8, to_onnx, to_ort,
+                      to_torchscript, quiet_export_tools)
+from .errors import ExportError, ParityError, SignatureError
+from . import program as programs
 from .diagnose import declared_pins, explain, pinned_places, suspect_symbols
-from .feeds import Custom, Feed
+from .feeds import Custom, Feed, make_feed
 from .rewrite import portable_recurrent
-from .signature import AttributeGuard, Signature, SignatureError, infer, torch_backend, unflatten
-from .verify import (OTHER_RUNTIMES, Diff, ParityError, Subject, case_feed, check_backends, check_runtimes,
-                     probe_cases, raise_on_failure, runtime_backend, summarize, verify)
+from .signature import AttributeGuard, Signature, infer, torch_backend, unflatten
+from .verify import (OTHER_RUNTIMES, Case, Diff, Subject, case_feed, check_backends, check_runtimes, check_stepping,
+                     fixed_cases, probe_cases, raise_on_failure, runtime_backend, summarize, verify)
 from .write import check_writable, publish, staging
 
 # What the portable form of recurrent layers cannot give (rewrite.PortableRNN), said where an export fails.
@@ -42,6 +46,9 @@ PORTABILITY = ("note: in the portable form an LSTM's c_n for a sequence shorter 
 INT8_MAX_ERROR = 0.1  # int8 vs fp32: RMS of the difference / RMS of fp32, per float output
 # onnxruntime's dynamic quantization writes its own operators (com.microsoft DynamicQuantizeLSTM, MatMulInteger,
 # DynamicQuantizeLinear): model.int8.onnx is for onnxruntime only; model.onnx is the portable one.
+# Formats written beside model.pt and model.onnx (always written): by default every one, .pt2 and .pte wherever they
+# pass (a toolchain that is not installed is recorded and said once); ``formats=`` names those that must.
+FORMATS = ("ort", "pt2", "pte")
 INT8_RUNTIMES = {"runtimes": ["onnxruntime"], "why": "onnxruntime dynamic quantization: com.microsoft "
                  "DynamicQuantizeLSTM and integer MatMul operators, which other runtimes do not implement"}
 
@@ -63,6 +70,10 @@ class _Job:
     extra_files: dict[str, bytes]
     runtime_feeds: Callable[[runtime.Model], list[Feed]] | None
     say: Callable[[str], None]
+    formats: tuple[str, ...] = FORMATS
+    required: bool = False  # the caller named the formats: each must pass, or the export fails
+    pte_batch: int = 1
+    pte_max: dict[str, int] = field(default_factory=dict)
     previous: dict | None = None  # the manifest (JSON) of the artifact this export replaces, if any
     dest: Path | None = None  # where the artifact is published (the one it replaces is there until then)
 
@@ -84,7 +95,8 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
                   checks: Sequence[Check] = (), facts: Sequence[tuple[str, bool, str]] = (),
                   custom_inputs: Custom | None = None, extra_files: dict[str, bytes] | None = None,
                   runtime_feeds: Callable[[runtime.Model], list[Feed]] | None = None,
-                  log: Callable[[str], None] | None = None) -> Path:
+                  log: Callable[[str], None] | None = None, formats: Sequence[str] | None = None,
+                  pte_batch: int = 1, pte_max: dict[str, int] | None = None) -> Path:
     """Export ``model`` to TorchScript and ONNX with its ``axes`` dynamic, verify it, and write ``folder``.
 
     ``args``: forward's example arguments as torch.onnx.export takes them (a tuple of tensors and nested tuples
@@ -93,8 +105,14 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
     the module. ``lengths`` names the input holding each sequence's valid length along "time"; ``state`` maps
     state inputs to the outputs that continue them ({"h_0": "h_n"}), detected when not given. ``int8`` also
     writes model.int8.onnx, checked against fp32. Each .onnx is also written in ORT format (model.ort,
-    model.int8.ort, with required_operators_and_types.config), checked against it. ``force`` replaces an existing
-    folder.
+    model.int8.ort, with required_operators_and_types.config), checked against it. The module with its recurrent
+    layers in scan form (export/scan.py) goes through torch.export: model.pt2 (``torch.export.load``) and
+    model.pte (ExecuTorch, XNNPACK; batch fixed at ``pte_batch``, since ExecuTorch 1.5.1 cannot keep both dynamic;
+    every other symbol dynamic up to its ``pte_max`` bound, program.PTE_MAX_SIZE by default, for which its memory
+    plan is sized), each verified like the others. ``formats`` names the optional
+    formats ("ort", "pt2", "pte"); by default all are written wherever they pass, and one that cannot be made is
+    recorded in the manifest (``export.not_written``) and said once; named ones must pass. ``force`` replaces an
+    existing folder.
 
     The keyword-only arguments are for model zoos built on this function (the registered models use them):
     ``exporter`` ("auto" tries torch's TorchScript-based exporter on the traced module, then on the scripted
@@ -113,6 +131,16 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
         raise ExportError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     if exporter not in EXPORTERS:
         raise ExportError(f"exporter: expected one of {EXPORTERS}, got {exporter!r}")
+    wanted = FORMATS if formats is None else tuple(dict.fromkeys([formats] if isinstance(formats, str) else formats))
+    unknown = [f for f in wanted if f not in FORMATS]
+    if unknown:
+        raise ExportError(f"formats: unknown {unknown}: expected names from {list(FORMATS)} (model.pt and "
+                          f"model.onnx are always written)")
+    if not isinstance(pte_batch, int) or isinstance(pte_batch, bool) or pte_batch < 1:
+        raise ExportError(f"pte_batch: expected an int >= 1, got {pte_batch!r}")
+    if pte_max is not None and not (isinstance(pte_max, dict) and all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 1 for k, v in pte_max.items())):
+        raise ExportError(f"pte_max: expected a dict of symbol -> int >= 1 (e.g. {{'time': 512}}), got {pte_max!r}")
     dest = Path(folder)
     name = name or dest.name
     check_writable(dest.parent, str(dest))  # before any work: WriteError "DEST: cannot write there (...)"
@@ -120,9 +148,9 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
         raise ExportError(f"{dest} exists; pass force=True (--force) to replace it")
     if dest.exists() and not dest.is_dir():
         raise ExportError(f"{dest}: expected an artifact folder, got a file")
-    refuse_unsupported(model)
     job = _Job(name, kind, exporter, config or {}, vocab or {}, info or {}, int8, checks, facts, custom_inputs,
-               extra_files or {}, runtime_feeds, log or (lambda message: None), dest=dest)
+               extra_files or {}, runtime_feeds, log or (lambda message: None), formats=wanted,
+               required=formats is not None, pte_batch=pte_batch, pte_max=dict(pte_max or {}), dest=dest)
 
     grad, threads = torch.is_grad_enabled(), torch.get_num_threads()
     guard = AttributeGuard(model)
@@ -147,15 +175,6 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
         torch.set_num_threads(threads)
         guard.restore(model)
     return dest
-
-
-def refuse_unsupported(model: torch.nn.Module) -> None:
-    """Layers no ONNX path keeps, refused before any work, in one line."""
-    for path, m in model.named_modules():
-        if isinstance(m, torch.nn.LSTM) and m.proj_size > 0:
-            raise ExportError(f"{path or 'model'}: nn.LSTM(proj_size={m.proj_size}) is not supported: torch 2.13's "
-                              f"ONNX exporters cannot export LSTMs with projections (the ONNX LSTM operator has no "
-                              f"projection); use proj_size=0 or a Linear layer after the LSTM")
 
 
 def _io_line(sig: Signature) -> str:
@@ -186,15 +205,28 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
                        "torchscript": torch_backend(scripted, sig.io, sig.structure, sig.guard)},
                       job.custom, {"eager": model, "torchscript": scripted})
 
+    exported = _Programs(model, args, sig, job)
     paths = {"auto": ONNX_PATHS, "torchscript": ONNX_PATHS[:2], "dynamo": ONNX_PATHS[2:]}[job.exporter]
     attempts: list[str] = []
+    first = programs.needs_scan(model) if "scan" in paths else None
+    if first:  # layers the ONNX RNN operators cannot hold portably: the Scan form first
+        attempts.append(f"scan tried first: {first}")
+        paths = ("scan", *(p for p in paths if p != "scan"))
     chosen = None
     for path in paths:
         if path == "scripted" and ts_method != "script":
             attempts.append("scripted: skipped (the module does not script)")
             continue
         say(f"{name}: ONNX via {path} ...")
-        ok, detail = _try_onnx(model if path != "scripted" else scripted, args, tmp, manifest, sig, subject, path)
+        if path == "scan":
+            try:
+                program = exported.get({})
+            except ExportError as e:
+                attempts.append(f"scan: {' '.join(str(e).split())}")
+                continue
+            ok, detail = _try_onnx(program.program, args, tmp, manifest, sig, subject, path)
+        else:
+            ok, detail = _try_onnx(model if path != "scripted" else scripted, args, tmp, manifest, sig, subject, path)
         attempts.append(f"{path}: {detail}")
         if ok:
             chosen = path
@@ -213,16 +245,25 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
         check_onnx(tmp / INT8_FILE, sig.io)
         files.append(INT8_FILE)
     variants = ["fp32", "int8"] if job.int8 else ["fp32"]
-    say(f"{name}: ORT format ...")
-    manifest.export["ort"] = to_ort(tmp, variants, job.previous, job.dest)
-    files += [*(ORT_VARIANTS[v] for v in variants), OPS_CONFIG]
+    if "ort" in job.formats:
+        say(f"{name}: ORT format ...")
+        manifest.export["ort"] = to_ort(tmp, variants, job.previous, job.dest)
+        files += [*(ORT_VARIANTS[v] for v in variants), OPS_CONFIG]
+    not_written: dict[str, str] = {}
+    pte_diffs: list[Diff] = []
+    if "pt2" in job.formats:
+        files += _pt2(job, exported, subject, tmp, manifest, not_written)
+    if "pte" in job.formats:
+        files += _pte(job, exported, subject, tmp, manifest, not_written, pte_diffs)
+    if not_written:
+        manifest.export["not_written"] = not_written
     manifest.files = {f: sha256_bytes((tmp / f).read_bytes()) for f in files}
     write_manifest(tmp, manifest)
 
-    say(f"{name}: verifying eager, TorchScript and ONNX Runtime ...")
+    say(f"{name}: verifying {', '.join(subject.backends)} and onnxruntime ...")
     loaded = runtime.load(tmp)
     subject.backends["onnxruntime"] = runtime_backend(loaded)
-    diffs = verify(subject)
+    diffs = verify(subject) + pte_diffs
     say(f"{name}: the same model.onnx in {', '.join(OTHER_RUNTIMES)} ...")
     real = job.runtime_feeds(loaded) if job.runtime_feeds else []
     cross, record = check_runtimes(subject, tmp / ONNX_FILE, real)
@@ -230,7 +271,8 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
     results = [{"what": what, "ok": ok, "detail": detail} for what, ok, detail in job.facts]
     if job.int8:
         results.append(_int8_check(subject, loaded, tmp))
-    results.append(_ort_check(subject, tmp, variants))
+    if "ort" in job.formats:
+        results.append(_ort_check(subject, tmp, variants))
     for check in job.checks:
         ok, detail = check.run(loaded)
         results.append({"what": check.what, "ok": ok, "detail": detail})
@@ -261,6 +303,150 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
                                                                      for c in failed))
 
 
+class _Programs:
+    """The torch.export programs of the scan form, made on first use and shared: the one with every symbol dynamic
+    (the ONNX Scan path and model.pt2) and the one for the .pte (batch fixed). A failure is kept and raised again."""
+
+    def __init__(self, model: torch.nn.Module, args: tuple, sig: Signature, job: _Job):
+        self.model, self.args, self.sig, self.job = model, args, sig, job
+        self.made: dict[tuple, programs.Program | ExportError] = {}
+
+    def get(self, fixed: dict[str, int], largest: dict[str, int] | None = None) -> programs.Program:
+        key = (tuple(sorted(fixed.items())), tuple(sorted((largest or {}).items())))
+        if key not in self.made:
+            self.job.say(f"{self.job.name}: torch.export of the scan form"
+                         + (f" ({', '.join(f'{k} {v}' for k, v in fixed.items())})" if fixed else "") + " ...")
+            # torch.export specializes a size-1 (or 0) example to a constant: such a symbol is exported at size 2.
+            sizes = {**{s: 2 for s, n in self.sig.plan.example.items() if n < 2 and s not in fixed}, **fixed}
+            args = _args_at(self.sig, sizes, self.job.custom, fixed) if sizes else self.args
+            try:
+                self.made[key] = programs.export_program(self.model, args, self.sig.io, self.sig.structure,
+                                                         fixed=fixed, largest=largest,
+                                                         smallest={k: min(v) for k, v in self.sig.plan.sizes.items()},
+                                                         restore=self.sig.guard.restore)
+            except ExportError as e:
+                self.made[key] = e
+        made = self.made[key]
+        if isinstance(made, ExportError):
+            raise made
+        return made
+
+
+def _args_at(sig: Signature, sizes: dict[str, int], custom: Custom | None, fixed: dict[str, int]) -> tuple:
+    """Example arguments at other sizes of some symbols (the .pte's fixed batch), made like verification's, with
+    every symbol not ``fixed`` at size 2 or more (torch.export makes a size-1 example a constant). Structured
+    inputs (``custom``) decide some sizes themselves (pos-ewt's spellings per bucket): the first of a few seeds
+    whose feed has them all >= 2 is taken."""
+    for seed in range(32):
+        feed = make_feed(sig.io, sig.plan, {**sig.plan.example, **sizes}, seed=seed, custom=custom)
+        got = {d: n for spec in sig.io.inputs for d, n in zip(spec.shape, feed[spec.name].shape) if isinstance(d, str)}
+        if custom is None or all(n >= 2 for d, n in got.items() if d not in fixed):
+            break
+    leaves = [torch.from_numpy(feed[spec.name]) for spec in sig.io.inputs]
+    args = unflatten(sig.structure, leaves)
+    return args if isinstance(args, tuple) else (args,)
+
+
+def _skip(job: _Job, fmt: str, why: str, not_written: dict[str, str]) -> list[str]:
+    """A format that cannot be made: with ``formats=`` naming it, the export fails; else it is recorded and said."""
+    if job.required:
+        raise ExportError(f"{job.name}: {fmt} cannot be made: {why}")
+    not_written[fmt] = why
+    job.say(f"{job.name}: {fmt} not written: " + "; ".join(line.strip() for line in why.splitlines() if line.strip()))
+    return []
+
+
+def _pt2(job: _Job, exported: _Programs, subject: Subject, tmp: Path, manifest: Manifest,
+         not_written: dict[str, str]) -> list[str]:
+    """model.pt2: the program with every symbol dynamic, saved, loaded back and probed against eager; it then
+    joins the verified backends (every pair, every size, stepping)."""
+    try:
+        program = exported.get({})
+    except ExportError as e:
+        return _skip(job, PT2_FILE, str(e), not_written)
+    job.say(f"{job.name}: {PT2_FILE} ...")
+    programs.save_pt2(program.program, tmp / PT2_FILE)
+    backend = torch_backend(programs.load_pt2(tmp / PT2_FILE), subject.io, exported.sig.structure)
+    probe = Subject(subject.name, subject.kind, subject.io, subject.plan,
+                    {"eager": subject.backends["eager"], "pt2": backend}, subject.custom)
+    bad = [d for c in probe_cases(subject.plan, subject.io) for d in check_backends(probe, c) if not d.ok]
+    if bad:
+        (tmp / PT2_FILE).unlink()
+        return _skip(job, PT2_FILE, f"{len(bad)} probe comparisons failed, e.g. {bad[0]}", not_written)
+    subject.backends["pt2"] = backend
+    manifest.export["pt2"] = {"file": PT2_FILE, "torch_export": {"strict": program.strict, "attempts": program.attempts},
+                              "scan_layers": program.layers, "load": "torch.export.load(path).module()"}
+    return [PT2_FILE]
+
+
+def _pte(job: _Job, exported: _Programs, subject: Subject, tmp: Path, manifest: Manifest,
+         not_written: dict[str, str], diffs: list[Diff]) -> list[str]:
+    """model.pte: the program exported again with the batch fixed (ExecuTorch keeps only the time axis dynamic),
+    lowered with XNNPACK, run in ExecuTorch's runtime against eager at every verified size it takes, stepping
+    included, and held to refuse (an error, not an answer) another batch and a sequence past its bound."""
+    version = programs.executorch_version()
+    if version is None:
+        return _skip(job, PTE_FILE, programs.EXECUTORCH_MISSING, not_written)
+    io = subject.io
+    fixed = {BATCH: job.pte_batch} if any(BATCH in t.shape for t in io.inputs) else {}
+    symbols = dict.fromkeys(d for t in io.inputs for d in t.shape if isinstance(d, str) and d not in fixed)
+    bounds = {d: job.pte_max.get(d, programs.PTE_MAX_SIZE) for d in symbols}
+    try:
+        program = exported.get(fixed, largest=bounds)
+    except ExportError as e:
+        return _skip(job, PTE_FILE, str(e), not_written)
+    job.say(f"{job.name}: {PTE_FILE} (ExecuTorch lowering) ...")
+    try:
+        lowering = programs.lower_pte(program.program, tmp / PTE_FILE)
+        runner = programs.PteRunner(tmp / PTE_FILE, io)
+    except Exception as e:  # ExecuTorch's lowering and loader raise many types; the first line says which
+        return _skip(job, PTE_FILE, f"ExecuTorch lowering failed: {programs.first_line(e)}", not_written)
+    pair = Subject(subject.name, subject.kind, io, subject.plan, {"eager": subject.backends["eager"], "pte": runner},
+                   subject.custom)
+    found = [d for c in fixed_cases(subject.plan, io, fixed) for d in check_backends(pair, c)]
+    found += [d for c in fixed_cases(subject.plan, io, fixed, stepping=True) for d in check_stepping(pair, c)]
+    refusals = _pte_refusals(pair, runner, fixed, bounds)
+    found += [r for r in refusals if not r.ok]
+    bad = [d for d in found if not d.ok]
+    if bad and not job.required:
+        (tmp / PTE_FILE).unlink()
+        return _skip(job, PTE_FILE, f"{len(bad)} of {len(found)} comparisons in ExecuTorch failed, e.g. {bad[0]}",
+                     not_written)
+    diffs += found
+    manifest.export["pte"] = {
+        "file": PTE_FILE, "executorch": version, "lowering": lowering,
+        "torch_export": {"strict": program.strict, "attempts": program.attempts},
+        "fixed": fixed, "max": bounds,
+        "inputs": {t.name: programs.pte_shape(t.shape, fixed) for t in io.inputs},
+        "outputs": {t.name: programs.pte_shape(t.shape, fixed) for t in io.outputs},
+        "refuses": [r.output for r in refusals],
+        "load": "executorch.runtime.Runtime.get().load_program(path).load_method('forward')"}
+    return [PTE_FILE]
+
+
+def _pte_refusals(pair: Subject, runner: programs.PteRunner, fixed: dict[str, int],
+                  bounds: dict[str, int]) -> list[Diff]:
+    """The .pte must raise, not answer, at a batch other than its own and at a length past its bound."""
+    base = dict(pair.plan.example, **fixed)
+    tries = []
+    if BATCH in fixed:
+        tries.append((f"batch {fixed[BATCH] + 1}", {**base, BATCH: fixed[BATCH] + 1}))
+    if TIME in bounds:
+        tries.append((f"time {bounds[TIME] + 1}", {**base, TIME: bounds[TIME] + 1}))
+    out = []
+    for what, sizes in tries:
+        case = Case(tuple(sizes.items()), False)
+        try:
+            runner(case_feed(pair, case))
+        except Exception as e:  # the refusal expected: ExecuTorch's own error
+            out.append(Diff(pair.name, "pte refuses", case, f"{what}: refused ({programs.first_line(e, 120)})",
+                            0.0, 0.0, True))
+        else:
+            out.append(Diff(pair.name, "pte refuses", case, what, np.inf, np.inf, False,
+                            error=f"the .pte answered at {what} instead of refusing: a wrong shape would pass silently"))
+    return out
+
+
 def _example_args(sig: Signature) -> tuple:
     args = unflatten(sig.structure, sig.example)
     return args if isinstance(args, tuple) else (args,)
@@ -271,10 +457,13 @@ def _try_onnx(module, args, tmp: Path, manifest: Manifest, sig: Signature, subje
     """Export by ``path`` into tmp/model.onnx and probe it against eager at sizes other than the example's:
     (passed, what happened), with the pinned axis and its source line where found."""
     onnx_path = tmp / ONNX_FILE
-    sig.guard.restore(module)
+    if isinstance(module, torch.nn.Module):
+        sig.guard.restore(module)
     # The traced and dynamo paths export a copy whose recurrent layers are portable (rewrite.py); the scripted
-    # module keeps torch's own (the cross-runtime check tells whether its graph is portable).
-    portable, layers = portable_recurrent(module) if path != "scripted" else (module, [])
+    # module keeps torch's own (the cross-runtime check tells whether its graph is portable); the scan path gets
+    # the torch.export program of the scan form (program.py).
+    graph_of_python = path in ("traced", "dynamo")
+    portable, layers = portable_recurrent(module) if graph_of_python else (module, [])
     note = f" (recurrent layers {layers} in the portable form)" if layers else ""
     try:
         to_onnx(portable, args, onnx_path, sig.io, sig.structure, path)
@@ -292,7 +481,7 @@ def _try_onnx(module, args, tmp: Path, manifest: Manifest, sig: Signature, subje
     try:
         loaded = runtime.load(tmp)
     except ArtifactError as e:  # onnxruntime infers a fixed size where the manifest has a symbol: a pinned axis
-        places = [] if path == "scripted" else pinned_places(module, args, sig.plan.example, list(sig.plan.example))
+        places = pinned_places(module, args, sig.plan.example, list(sig.plan.example)) if graph_of_python else []
         return False, "\n".join([" ".join(str(e).split()), *declared_pins(onnx_path, sig.io, sig.plan.example),
                                  *(f"  {p}" for p in places)])
     probe = Subject(subject.name, subject.kind, sig.io, sig.plan,
@@ -303,7 +492,7 @@ def _try_onnx(module, args, tmp: Path, manifest: Manifest, sig: Signature, subje
         return True, f"ok: every probe passed{note}"
     if any(isinstance(module.get_submodule(n), torch.nn.LSTM) for n in layers):
         note += f"; {PORTABILITY}"
-    diagnosis = _diagnose(module, args, sig, diffs) if path != "scripted" else ""
+    diagnosis = _diagnose(module, args, sig, diffs) if graph_of_python else ""
     return False, f"{len(bad)} of {len(diffs)} probe comparisons failed{note}, e.g. {bad[0]}" + (
         f"\n{diagnosis}" if diagnosis else "")
 

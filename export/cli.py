@@ -29,9 +29,8 @@ import numpy as np
 import torch
 
 from runtime.artifact import read_manifest
-from .api import export_module
-from .convert import ExportError
-from .verify import ParityError
+from .api import FORMATS, export_module
+from .errors import ExportError
 from .write import WriteError, check_writable
 
 _SPEC = re.compile(r"^(?P<name>[A-Za-z_][\w.]*):(?P<dtype>float32|int64|int32|bool)\[(?P<dims>[^\]]*)\]"
@@ -190,6 +189,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--state", action="append", default=[], metavar="IN=OUT",
                    help="a recurrent state pair, e.g. h_0=h_n (detected when not given)")
     g.add_argument("--int8", action="store_true", help="also write model.int8.onnx, checked against fp32")
+    g.add_argument("--pte-batch", type=int, default=1, metavar="N",
+                   help="the batch size model.pte is made for (ExecuTorch keeps only the time axis dynamic; default 1)")
+
+
+def add_format_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--formats", type=_formats, default=None, metavar="A,B",
+                   help=f"optional formats to write beside model.pt and model.onnx, each of which must then pass: "
+                        f"{','.join(FORMATS)} (ort: model.ort for minimal onnxruntime builds; pt2: torch.export "
+                        f"program; pte: ExecuTorch). Default: all, .pt2 and .pte wherever they pass; '' for none")
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    names = tuple(f for f in (s.strip() for s in text.split(",")) if f)
+    unknown = [f for f in names if f not in FORMATS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown format(s) {unknown}: expected names from {','.join(FORMATS)}")
+    return names
 
 
 def run(args: argparse.Namespace, table) -> int:
@@ -241,11 +257,11 @@ def run(args: argparse.Namespace, table) -> int:
         folder = export_module(model, example, args.out, names, {s.name: s.axes for s in specs if s.axes},
                                output_names=args.output_names.split(",") if args.output_names else None,
                                lengths=args.lengths, state=state or None, int8=args.int8, force=args.force,
-                               exporter=args.exporter, log=lambda m: print(m, file=sys.stderr, flush=True))
+                               exporter=args.exporter, formats=args.formats, pte_batch=args.pte_batch, log=lambda m: print(m, file=sys.stderr, flush=True))
     except WriteError as e:  # names the folder already: "DIR: not written: No space left on device ..."
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except (ExportError, ParityError) as e:
+    except ExportError as e:
         print(f"error: {args.out}: not written: {e}", file=sys.stderr)
         return 1
     m = read_manifest(folder)

@@ -27,16 +27,14 @@ import torch
 
 from runtime.artifact import FORMAT_VERSION, OPS_CONFIG, ORT_VARIANTS, VARIANTS, IOSpec, Manifest, sha256_bytes
 from runtime.onnxproto import scan
+from .errors import ExportError
 from .rewrite import annotate_forward
 
 EXPORTERS = ("auto", "torchscript", "dynamo")  # what a caller may ask for
-# The ways to ONNX, in the order "auto" tries them ("torchscript" tries the first two).
-ONNX_PATHS = ("traced", "scripted", "dynamo")
+# The ways to ONNX, in the order "auto" tries them ("torchscript" tries the first two, "dynamo" the last two);
+# "scan" is the dynamo exporter on the torch.export program of the scan form (program.py), an ONNX Scan.
+ONNX_PATHS = ("traced", "scripted", "dynamo", "scan")
 OPSET = 17  # LSTM/GRU/RNN ops are stable since opset 14; 17 is widely supported by edge runtimes
-
-
-class ExportError(Exception):
-    """An export produced something we will not ship (pinned axes, checker failure, ...)."""
 
 
 @contextmanager
@@ -195,9 +193,51 @@ def to_onnx(module, args: tuple, path: Path, io: IOSpec, structure, exporter: st
                                             if isinstance(d, str)} or None for t in io.inputs])
             torch.onnx.export(module, args, str(path), dynamo=True, dynamic_shapes=shapes, verbose=False,
                               external_data=False, opset_version=max(OPSET, 18), **names)
+        elif exporter == "scan":  # ``module`` is the ExportedProgram of the scan form (program.export_program)
+            torch.onnx.export(module, args, str(path), dynamo=True, verbose=False, external_data=False,
+                              opset_version=max(OPSET, 18), **names)
+            _rename_symbols(path, io)
         else:
             raise ValueError(f"exporter: expected one of {ONNX_PATHS}, got {exporter!r}")
     _declare_shapes(path, io)
+
+
+def _rename_symbols(path: Path, io: IOSpec) -> None:
+    """The dynamo exporter names symbolic sizes after torch's own symbols (``s77``, ``s15``), in the outer graph
+    and inside a ``Scan`` body alike. tract unifies a body's dimensions with the outer graph's by name, and a
+    user reads ``time``/``batch`` better than ``s77``: every dimension the exporter named after an input's symbol
+    is renamed to the declared symbol, in every graph; any other exporter-named dimension is left unnamed (each
+    runtime infers it)."""
+    model = onnx.load(str(path))
+    rename: dict[str, str] = {}
+    specs = {t.name: t for t in io.inputs}
+    for value in model.graph.input:
+        spec = specs.get(value.name)
+        if spec is None:
+            continue
+        for dim, want in zip(value.type.tensor_type.shape.dim, spec.shape):
+            if dim.dim_param and isinstance(want, str):
+                rename.setdefault(dim.dim_param, want)
+
+    def graphs(g):
+        yield g
+        for node in g.node:
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    yield from graphs(a.g)
+                for sub in a.graphs:
+                    yield from graphs(sub)
+
+    for g in graphs(model.graph):
+        for value in list(g.input) + list(g.output) + list(g.value_info):
+            for dim in value.type.tensor_type.shape.dim:
+                if dim.dim_param:
+                    new = rename.get(dim.dim_param)
+                    if new is None:
+                        dim.Clear()
+                    else:
+                        dim.dim_param = new
+    onnx.save(model, str(path))
 
 
 def _declare_shapes(path: Path, io: IOSpec) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from runtime.artifact import BATCH, TIME, IOSpec, TensorSpec
+from .errors import SignatureError
 from .feeds import Feed, Plan, complete, make_feed
 from .verify import BATCHES, LONG
 
@@ -29,10 +30,6 @@ OTHER_SIZES = (1, 2, 3, 0.5, 2.0, 3.0)  # candidate sizes of a symbol other than
 STATE_TOLERANCE = 1e-4  # halves vs whole, in eager (float32 rounding over a short example)
 
 Structure = Any  # the nesting of the example arguments: an int (index of a flattened tensor) or a tuple of them
-
-
-class SignatureError(ValueError):
-    """The arguments of ``export_module`` do not describe the module (wrong names, axes, lengths, ...)."""
 
 
 def flatten(args: Any, what: str = "args") -> tuple[list[torch.Tensor], Structure]:

@@ -23,6 +23,7 @@ import numpy as np
 import runtime
 from runtime.artifact import BATCH, TIME, IOSpec, TensorSpec
 from . import runtimes
+from .errors import ParityError
 from .feeds import Custom, Feed, Plan, complete, make_feed
 
 # fp32 tolerances: |a - b| <= ATOL * max(1, max|b|) + RTOL * |b|, element-wise, b the whole output tensor. The
@@ -38,10 +39,6 @@ BATCHES = (1, 3)
 MAX_GRID = 48  # more combinations than this: symbols other than time and batch are varied one at a time
 
 Backend = Callable[[Feed], Feed]
-
-
-class ParityError(Exception):
-    """Backends disagree beyond tolerance; the message lists every failing comparison."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +138,21 @@ def padding_cases(plan: Plan, io: IOSpec) -> list[Case]:
     base = {s: plan.example[s] for s in plan.sizes}
     return [Case(tuple({**base, TIME: t, BATCH: 3}.items()), True)
             for t in sorted({2, plan.example[TIME], 3 * plan.example[TIME]})]
+
+
+def fixed_cases(plan: Plan, io: IOSpec, fixed: dict[str, int], stepping: bool = False) -> list[Case]:
+    """The cases (``stepping``: the stepping cases) of a format that fixes some symbols (the .pte's batch): those at
+    the fixed sizes, each other case moved to them, and time RUNTIME_LONG_T (300) where there is a time axis."""
+    def at(case: Case) -> Case:
+        return Case(tuple((s, fixed.get(s, n)) for s, n in case.sizes), case.initial_state)
+
+    if stepping:
+        return list(dict.fromkeys(at(c) for c in stepping_cases(plan, io)))
+    found = [at(c) for c in cases(plan, bool(io.state))]
+    if TIME in plan.sizes:
+        long = {**{s: plan.example[s] for s in plan.sizes}, **fixed, TIME: RUNTIME_LONG_T}
+        found.append(Case(tuple(long.items()), bool(io.state)))
+    return list(dict.fromkeys(found))
 
 
 def _splittable(io: IOSpec) -> bool:

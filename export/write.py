@@ -21,15 +21,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
-from .convert import ExportError
+from .errors import ExportError, WriteError
 
 RETRIES = 10  # publish: rounds against other exports of the same NAME replacing it at the same time
 _OCCUPIED = (errno.ENOTEMPTY, errno.EEXIST)  # rename(dir, non-empty dir), as Linux and other systems say it
-
-
-class WriteError(ExportError):
-    """The artifact cannot be written where asked: one line naming the place and the reason. Nothing was written
-    there and a previous artifact is intact."""
 
 
 def check_writable(folder: Path, label: str) -> None:

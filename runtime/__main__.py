@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from . import corpus, files, load
-from .artifact import VARIANTS, ArtifactError
+from .artifact import MODEL_FILES, VARIANTS, ArtifactError
 from .charlm import CharLM
 from .tagger import Tagger
 
@@ -121,8 +121,11 @@ def _run(args) -> int:
     if args.command == "info":
         m = load(args.artifact, intra_op_threads=args.threads).manifest
         parity = {k: v for k, v in m.parity.items() if k != "failures"}
+        folder = Path(args.artifact)
+        formats = {f: {"runs_in": what, "bytes": (folder / f).stat().st_size} for f, what in MODEL_FILES.items()
+                   if f in m.files}
         print(json.dumps({"name": m.name, "kind": m.kind, "config": m.config, "io": m.io.to_json(),
-                          "files": m.files, "export": m.export, "parity": parity}, indent=2))
+                          "formats": formats, "files": m.files, "export": m.export, "parity": parity}, indent=2))
     elif args.command == "tag":
         return _tag(args)
     elif args.command == "eval":

@@ -47,6 +47,20 @@ ORT_VARIANTS = {"fp32": "model.ort", "int8": "model.int8.ort"}
 OPS_CONFIG = "required_operators_and_types.config"
 ORT_IDENTIFIER = b"ORTM"
 TORCHSCRIPT_FILE = "model.pt"
+# torch.export of the model with its recurrent layers in scan form: the program (torch.export.load) and its
+# ExecuTorch lowering. For torch and ExecuTorch users; the runtime itself loads .onnx and .ort only.
+PT2_FILE = "model.pt2"
+PTE_FILE = "model.pte"
+# Each model file an artifact may hold, and what runs it.
+MODEL_FILES = {
+    ONNX_FILE: "ONNX: this runtime (onnxruntime), and any ONNX runtime",
+    INT8_FILE: "ONNX, int8: this runtime (onnxruntime only)",
+    ORT_VARIANTS["fp32"]: "ORT format: this runtime with format='ort', a minimal onnxruntime build",
+    ORT_VARIANTS["int8"]: "ORT format, int8: this runtime with format='ort', variant='int8'",
+    TORCHSCRIPT_FILE: "TorchScript: torch.jit.load",
+    PT2_FILE: "torch.export program: torch.export.load(path).module()",
+    PTE_FILE: "ExecuTorch: executorch.runtime.Runtime.get().load_program(path), or the C++ Module API",
+}
 # recurrent: the seeds' plain RNNs; tagger, char-lm: models with a vocabulary and their own runtime class;
 # module: any model exported with ``export.export_module`` (run with its own IO names).
 KINDS = ("recurrent", "tagger", "char-lm", "module")

@@ -42,7 +42,18 @@ EXPORTABLE = {
     "bigru_tagger": (None, [("batch", "time", 5)], [], "script", "traced"),
     "lstmcell_decoder": (None, [("time", "batch", 16), ("batch", 16), ("batch", 16)],
                          [("h_0", "output_1"), ("c_0", "output_2")], "script", "scripted"),
+    # No ONNX RNN form: the ONNX Scan of the scan form, tried first.
+    "proj_lstm": (None, [("time", "batch", 8), (2, "batch", 8), (2, "batch", 24)],
+                  [("h_0", "output_1"), ("c_0", "output_2")], "script", "scan"),
+    # Seed 000's tagger as written (len(sentence), self.hidden assigned): only strict torch.export keeps time.
+    "lstm_tagger": (None, [("time", 3)], [], "script", "scan"),
 }
+# What torch.export cannot make of these (model.pt2 / model.pte not written; the reason recorded, with the line):
+# the LSTMCell loop over range(x.size(0)) specializes time; the CRNN's program carries a guard on its reshape that
+# fails at batch 1 (its batch-1 .pte is made from a batch-1 export, and passes).
+NOT_WRITTEN = {"lstmcell_decoder": {"model.pt2": "user_models.py:205: for t in range(x.size(0))",
+                                    "model.pte": "user_models.py:205: for t in range(x.size(0))"},
+               "crnn": {"model.pt2": "Guard failed"}}
 
 
 # tract 0.23.9 cannot run these (recorded in the manifest, not a failure): an ONNX Loop (the LSTMCell loop), and
@@ -73,7 +84,17 @@ def test_user_model_exports_with_learned_io_and_passing_parity(exported, name):
     assert m.export["onnx_path"] == onnx_path, f"{name}: {m.export['exporter_attempts']}"
     p = m.parity
     assert p["ok"] and p["failures"] == [], f"{name}: {p['failures']}"
-    assert p["backends"] == ["eager", "torchscript", "onnxruntime"], name
+    missing = NOT_WRITTEN.get(name, {})
+    assert p["backends"] == ["eager", "torchscript", *(["pt2"] if "model.pt2" not in missing else []),
+                             "onnxruntime"], name
+    for f, why in missing.items():
+        assert f not in m.files and why in m.export["not_written"][f], f"{name}: {m.export.get('not_written')}"
+    assert set(m.export.get("not_written", {})) == set(missing), f"{name}: {m.export.get('not_written')}"
+    if "model.pte" not in missing:
+        pte = m.export["pte"]
+        assert "model.pte" in m.files and pte["fixed"] == ({"batch": 1} if "batch" in m.parity["sizes"] else {}) and pte["lowering"] == "xnnpack", pte
+        refusals = ("time" in m.parity["sizes"]) + ("batch" in m.parity["sizes"])  # past its bound, another batch
+        assert len(pte["refuses"]) == refusals and all("refused" in r for r in pte["refuses"]), pte
     assert p["stepping_equals_whole"] is (True if state else None), name
     assert p["padded_equals_alone"] is (True if lengths else None), name
     runtimes = {k: v["status"] for k, v in p["runtimes"].items()}
@@ -83,7 +104,7 @@ def test_user_model_exports_with_learned_io_and_passing_parity(exported, name):
     if "time" in m.parity["sizes"]:
         t = m.parity["plan"]["example"]["time"]
         assert m.parity["sizes"]["time"] == sorted({1, 2, t, 3 * t, 256}), name
-    assert m.parity["sizes"]["batch"] == [1, 3], name
+    assert m.parity["sizes"].get("batch", [1, 3]) == [1, 3], name
 
 
 def test_crnn_width_is_verified_at_the_sizes_the_model_accepts(exported):
@@ -105,7 +126,10 @@ def test_runtime_equals_eager_torch_free(exported, tmp_path):
     for name in EXPORTABLE:
         model, args, names, axes = user_models.CASES[name]()
         leaves, structure = export.signature.flatten(args)
+        hidden = getattr(model, "hidden", None)  # the seed taggers assign self.hidden: each call starts from it
         for k, (t, b) in enumerate([(3, 2), (11, 1)]):
+            if hidden is not None:
+                model.hidden = tuple(h.clone() for h in hidden) if isinstance(hidden, tuple) else hidden.clone()
             arrays = []
             for n, leaf in zip(names, leaves):
                 shape = list(leaf.shape)
@@ -146,25 +170,17 @@ assert "torch" not in sys.modules and "export" not in sys.modules, sorted(m for 
             np.testing.assert_allclose(got[f"{key}/{i}"], w, atol=10 * ATOL, rtol=RTOL, err_msg=f"{key} output {i}")
 
 
-def test_proj_size_is_refused_in_one_line_before_any_work(tmp_path):
-    model, args, names, axes = user_models.case_proj_lstm()
-    with pytest.raises(export.ExportError) as e:
-        export.export_module(model, args, tmp_path / "proj", names, axes)
-    assert "proj_size=8" in str(e.value) and "\n" not in str(e.value), str(e.value)
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_seed_lstm_tagger_pinned_time_axis_fails_naming_operator_and_line(tmp_path):
-    """Seed 000's LSTMTagger reshapes with ``len(sentence)``: tracing writes 5 into the graph, scripting's ONNX
-    export fails, and the dynamo exporter pins the input; the error names all of it."""
+    """Seed 000's LSTMTagger reshapes with ``len(sentence)``: with the TorchScript-based exporter only (the scan
+    path exports it), tracing writes 5 into the graph and scripting's ONNX export fails; the error names it."""
     model, args, names, axes = user_models.case_lstm_tagger()
     hidden_before = tuple(t.clone() for t in model.hidden)
     with pytest.raises(export.ExportError) as e:
-        export.export_module(model, args, tmp_path / "tagger", names, axes)
+        export.export_module(model, args, tmp_path / "tagger", names, axes, exporter="torchscript")
     message = str(e.value)
     assert "axis 'time' is pinned to 5" in message and "inputs ['sentence']" in message, message
     assert "aten::view" in message and "user_models.py:" in message and "len(sentence)" in message, message
-    for path in ("traced:", "scripted:", "dynamo:"):
+    for path in ("traced:", "scripted:"):
         assert path in message, message
     assert list(tmp_path.iterdir()) == [], "a failed export left files"
     assert all(torch.equal(a, b) for a, b in zip(model.hidden, hidden_before)), "forward's self.hidden not restored"
@@ -261,7 +277,7 @@ def test_cli_exports_a_module_from_a_file_with_its_checkpoint(tmp_path):
 def test_cli_pinned_axis_exits_1_naming_the_line(tmp_path):
     out = run_cli("export", "--module", "tests/user_models.py:LSTMTagger", "--kwargs",
                   json.dumps({"embedding_dim": 6, "hidden_dim": 6, "vocab_size": 9, "tagset_size": 3}),
-                  "--input", "sentence:int64[time=5]:0..8", "--out", str(tmp_path / "tagger"))
+                  "--input", "sentence:int64[time=5]:0..8", "--exporter", "torchscript", "--out", str(tmp_path / "tagger"))
     assert out.returncode == 1, out.stdout + out.stderr
     assert "not written" in out.stderr and "pinned to 5" in out.stderr and "len(sentence)" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "tagger").exists()

@@ -29,7 +29,7 @@ __all__ = [
     "RNNModel", "CRNN", "PackedGRUClassifier", "BiGRUTagger", "LSTMCellDecoder", "ProjLSTM", "LSTMTagger",
     "case_rnnmodel_lstm", "case_rnnmodel_gru", "case_rnnmodel_rnn_tanh", "case_rnnmodel_tied",
     "case_crnn", "case_packed_gru_classifier", "case_bigru_tagger", "case_lstmcell_decoder",
-    "case_proj_lstm", "case_lstm_tagger", "CASES",
+    "case_proj_lstm", "case_lstm_tagger", "case_gru_tagger", "case_rnnmodel_rnn_relu", "GRUTagger", "CASES",
 ]
 
 
@@ -252,6 +252,28 @@ class LSTMTagger(nn.Module):
         return tag_scores
 
 
+class GRUTagger(nn.Module):
+    """The tagger of seed 001's note ("nn.GRU can replace nn.LSTM"), written as seed 002's stateful variant:
+    ``init_hidden`` builds the state and forward keeps the last one in ``self.hidden``."""
+
+    def __init__(self, embedding_dim, hidden_dim, vocab_size, tagset_size):
+        super(GRUTagger, self).__init__()
+        self.hidden_dim = hidden_dim
+        self.word_embeddings = nn.Embedding(vocab_size, embedding_dim)
+        self.gru = nn.GRU(embedding_dim, hidden_dim)
+        self.hidden2tag = nn.Linear(hidden_dim, tagset_size)
+        self.hidden = self.init_hidden()
+
+    def init_hidden(self):
+        return torch.zeros(1, 1, self.hidden_dim)
+
+    def forward(self, sentence):
+        embeds = self.word_embeddings(sentence)
+        gru_out, self.hidden = self.gru(embeds.view(len(sentence), 1, -1), self.hidden)
+        tag_space = self.hidden2tag(gru_out.view(len(sentence), -1))
+        return F.log_softmax(tag_space, dim=1)
+
+
 # ---------------------------------------------------------------------------
 # cases
 # ---------------------------------------------------------------------------
@@ -296,6 +318,10 @@ def case_rnnmodel_lstm():
 
 def case_rnnmodel_gru():
     return _rnnmodel_case("GRU", 2)
+
+
+def case_rnnmodel_rnn_relu():
+    return _rnnmodel_case("RNN_RELU", 11)
 
 
 def case_rnnmodel_rnn_tanh():
@@ -359,6 +385,13 @@ def case_lstm_tagger():
     return model, (sentence,), ["sentence"], {"sentence": {0: "time"}}
 
 
+def case_gru_tagger():
+    model = _seeded(12, lambda: GRUTagger(6, 6, 9, 3))
+    g = torch.Generator().manual_seed(12)
+    sentence = torch.randint(0, 9, (5,), generator=g)
+    return model, (sentence,), ["sentence"], {"sentence": {0: "time"}}
+
+
 CASES = {
     "rnnmodel_lstm": case_rnnmodel_lstm,
     "rnnmodel_gru": case_rnnmodel_gru,
@@ -370,4 +403,6 @@ CASES = {
     "lstmcell_decoder": case_lstmcell_decoder,
     "proj_lstm": case_proj_lstm,
     "lstm_tagger": case_lstm_tagger,
+    "gru_tagger": case_gru_tagger,
+    "rnnmodel_rnn_relu": case_rnnmodel_rnn_relu,
 }

@@ -7,14 +7,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 import runtime
 from runtime.artifact import TORCHSCRIPT_FILE, IOSpec, Manifest, read_manifest
 from ..api import Check, export_module
-from ..convert import ExportError, quiet_export_tools
+from ..convert import quiet_export_tools
+from ..errors import ExportError
 from ..feeds import Plan
 from ..signature import torch_backend
 from ..verify import Subject, runtime_backend
@@ -33,7 +34,7 @@ class Result:
 
 
 def export(spec: ModelSpec, out_root: Path, *, exporter: str = "auto", force: bool = False, retrain: bool = False,
-           log: Callable[[str], None] | None = None) -> Result:
+           log: Callable[[str], None] | None = None, formats: Sequence[str] | None = None) -> Result:
     """Train ``spec``, export and verify it with ``export_module``, and write ``out_root/NAME``. A destination
     that cannot be written is a WriteError (an ExportError) before training starts."""
     started = time.perf_counter()
@@ -49,11 +50,11 @@ def export(spec: ModelSpec, out_root: Path, *, exporter: str = "auto", force: bo
         input_names=[t.name for t in declared.inputs],
         axes={t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)} for t in declared.inputs},
         output_names=[t.name for t in declared.outputs], lengths="lengths" if tagger else None,
-        int8=spec.int8, force=force, exporter=exporter, kind=spec.kind, name=spec.name,
+        int8=spec.int8, pte_max=spec.pte_max, force=force, exporter=exporter, kind=spec.kind, name=spec.name,
         config=trained.cfg.to_json(), vocab=trained.vocab,
         info={"source": spec.source, "summary": spec.summary, "training": trained.training},
         checks=(*spec.checks, _declared_io(declared)), facts=trained.facts, custom_inputs=tagger_inputs(trained.cfg) if tagger else None,
-        extra_files=trained.extra_files, log=log,
+        extra_files=trained.extra_files, log=log, formats=formats,
         runtime_feeds=(lambda tagger: [tagger.inputs(batch) for batch in spec.sentences()]) if spec.sentences else None)
     manifest = read_manifest(folder)
     return Result(spec.name, folder, manifest, time.perf_counter() - started)

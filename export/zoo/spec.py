@@ -12,11 +12,8 @@ import torch
 from torch import nn
 
 from ..api import Check
+from ..errors import DataError
 from .models import NetConfig, TaggerConfig, build_any, config_from_json
-
-
-class DataError(Exception):
-    """Training data or a checkpoint is missing or malformed."""
 
 
 @dataclass
@@ -43,6 +40,7 @@ class ModelSpec:
     train: Callable[[bool], Trained]  # retrain: bool -> Trained; models with a checkpoint load it unless retrain
     checks: tuple[Check, ...] = ()
     int8: bool = False  # also ship model.int8.onnx (ONNX Runtime dynamic quantization)
+    pte_max: dict[str, int] | None = None  # model.pte's bounds per symbol (export_module's pte_max)
     data: Path | None = None  # the folder its data files are read from by default (the vendored copy)
     data_files: tuple[str, ...] = ()  # the files it reads there; ``python -m export --data DIR`` reads DIR's
     # Taggers: real sentences, in batches, that every ONNX runtime is checked on besides generated inputs.
