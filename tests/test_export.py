@@ -51,7 +51,8 @@ def test_export_writes_a_verified_artifact_without_warning_spam(tmp_path):
     assert "Warning" not in out.stderr, out.stderr
     for name in ("lstm-tutorial", "rnn-hello-3layer"):
         assert sorted(p.name for p in (tmp_path / name).iterdir()) == [
-            "manifest.json", "model.onnx", "model.ort", "model.pt", "required_operators_and_types.config"]
+            "manifest.json", "model.onnx", "model.ort", "model.pt", "model.pt2", "model.pte",
+            "required_operators_and_types.config"]
     assert "| lstm-tutorial" in out.stdout and "max abs diff" in out.stdout
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary folders left behind"
     # Byte-reproducible: the same weights give the committed files, TorchScript included (these two models are

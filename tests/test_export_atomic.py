@@ -52,7 +52,8 @@ def assert_good(folder: Path, previous_manifest: bytes) -> str:
     for k, v in model.run(input=X).items():
         np.testing.assert_allclose(v, want[k], atol=1e-5, err_msg=k)
     assert sorted(p.name for p in folder.iterdir()) == [
-        "manifest.json", "model.onnx", "model.ort", "model.pt", "required_operators_and_types.config"]
+        "manifest.json", "model.onnx", "model.ort", "model.pt", "model.pt2", "model.pte",
+            "required_operators_and_types.config"]
     return "previous" if (folder / MANIFEST).read_bytes() == previous_manifest else "new"
 
 
