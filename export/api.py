@@ -509,8 +509,11 @@ def _exporter_record(chosen: str | None, attempts: list[str]) -> dict:
              "scripted": "torch.onnx.export(torch.jit.script(model), dynamo=False): the TorchScript-based exporter "
                          "on the scripted module (Python loops and len() stay dynamic)",
              "dynamo": "torch.onnx.export(model, dynamo=True): torch's default exporter"}
-    return {"exporter": {"traced": "torchscript", "scripted": "torchscript", "dynamo": "dynamo"}.get(chosen),
-            "onnx_path": chosen, "exporter_call": calls.get(chosen),
+    scan = {"scan": "torch.onnx.export(torch.export.export(scan form of model), dynamo=True): the dynamo exporter "
+                    "on the torch.export program with recurrent layers in scan form (ONNX Scan)"}
+    return {"exporter": {"traced": "torchscript", "scripted": "torchscript", "dynamo": "dynamo",
+                         "scan": "dynamo"}.get(chosen),
+            "onnx_path": chosen, "exporter_call": {**calls, **scan}.get(chosen),
             "exporter_reason": (f"first of {list(calls)} whose graph passed the length probes against eager"
                                 if chosen else "no path passed"),
             "exporter_attempts": attempts}

@@ -214,7 +214,8 @@ def _relative_paths(text: str) -> str:
         root = next((r for r in roots if path.startswith(r)), None)
         return f'File "{path[len(root):] if root else Path(path).name}"'
 
-    return re.sub(r'File "(/[^"]+)"', rel, text)
+    # fx names each generated forward "<eval_with_key>.N", N counting the graphs the process made before
+    return re.sub(r"<eval_with_key>\.\d+", "<eval_with_key>", re.sub(r'File "(/[^"]+)"', rel, text))
 
 
 def save_pt2(program: torch.export.ExportedProgram, path: Path) -> None:
