@@ -168,7 +168,10 @@ def test_trained_seed_model_exports_its_committed_checkpoint(seed_exports, name)
 def test_figures_measured_on_another_cpu_do_not_rewrite_the_manifest(seed_exports, name):
     root, report = seed_exports
     moved = report["measured"][f"{root / 'over'}/{name}"]
-    assert moved["parity"] != manifest_json(ARTIFACTS / name)["parity"], "the simulated CPU moved no figure"
+    # Other runtimes are compared with onnxruntime's (perturbed) answers: their figures move. (The overall max diff
+    # may not: eager vs model.pt2 can be the largest pair.)
+    assert moved["parity"]["runtimes"] != manifest_json(ARTIFACTS / name)["parity"]["runtimes"], \
+        "the simulated CPU moved no figure"
     assert report["kept"][f"{root / 'over'}/{name}"]
     assert_same_files(root / "over" / name, name, manifest_too=True)
     # Into an empty folder the figures are this CPU's own (nothing to keep), the rest is the same.
