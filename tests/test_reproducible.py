@@ -79,7 +79,7 @@ def other_cpu_run(self, feed):
             if int8:
                 out[k] = v + np.float32(0.05) * np.cos(np.arange(v.size, dtype=np.float32)).reshape(v.shape)
             else:
-                out[k] = v * np.float32(1 + 3e-7)
+                out[k] = v * np.float32(1 + 4e-6)  # within rtol; enough to move a max diff beside model.pt2's (char-hello)
     return out
 
 
@@ -168,10 +168,7 @@ def test_trained_seed_model_exports_its_committed_checkpoint(seed_exports, name)
 def test_figures_measured_on_another_cpu_do_not_rewrite_the_manifest(seed_exports, name):
     root, report = seed_exports
     moved = report["measured"][f"{root / 'over'}/{name}"]
-    # Other runtimes are compared with onnxruntime's (perturbed) answers: their figures move. (The overall max diff
-    # may not: eager vs model.pt2 can be the largest pair.)
-    assert moved["parity"]["runtimes"] != manifest_json(ARTIFACTS / name)["parity"]["runtimes"], \
-        "the simulated CPU moved no figure"
+    assert moved["parity"] != manifest_json(ARTIFACTS / name)["parity"], "the simulated CPU moved no figure"
     assert report["kept"][f"{root / 'over'}/{name}"]
     assert_same_files(root / "over" / name, name, manifest_too=True)
     # Into an empty folder the figures are this CPU's own (nothing to keep), the rest is the same.
