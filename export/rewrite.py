@@ -31,7 +31,37 @@ from torch.nn.utils.rnn import PackedSequence
 RNN_TYPES = (nn.LSTM, nn.GRU, nn.RNN)
 
 
-class PortableRNN(nn.Module):
+class WrappedRNN(nn.Module):
+    """A recurrent layer in another form (``PortableRNN``, ``scan.ScanRNN``): the layer kept as ``self.rnn`` (its
+    weights, its state_dict keys), its attributes reachable as the layer's."""
+
+    def __init__(self, rnn: nn.RNNBase):
+        super().__init__()
+        self.rnn = rnn
+
+    def __getattr__(self, name: str):
+        """The wrapped layer's attributes (``hidden_size``, ``flatten_parameters``...), for forwards that use them."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "rnn":
+                raise
+            return getattr(self.rnn, name)
+
+
+def replace_layers(model: nn.Module, names: list[str], wrap) -> tuple[nn.Module, list[str]]:
+    """A copy of ``model`` (weights shared) whose submodules ``names`` are ``wrap(layer)``; ``names``."""
+    if not names:
+        return model, []
+    clone = _share_weights_copy(model)
+    for name in names:
+        parent, _, attr = name.rpartition(".")
+        owner = clone.get_submodule(parent) if parent else clone
+        setattr(owner, attr, wrap(getattr(owner, attr)))
+    return clone, names
+
+
+class PortableRNN(WrappedRNN):
     """An ``nn.LSTM``/``GRU``/``RNN`` computed with forward-direction, single-layer recurrent ops only, the
     original's weights shared: the form every mainstream ONNX runtime runs the same.
 
@@ -51,19 +81,6 @@ class PortableRNN(nn.Module):
     Unidirectional layers on plain tensors run the original module (the exporter's graph of it is portable),
     with explicit zero initial states when none are given.
     """
-
-    def __init__(self, rnn: nn.RNNBase):
-        super().__init__()
-        self.rnn = rnn
-
-    def __getattr__(self, name: str):
-        """The wrapped layer's attributes (``hidden_size``, ``flatten_parameters``...), for forwards that use them."""
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "rnn":
-                raise
-            return getattr(self.rnn, name)
 
     def forward(self, input, hx=None):
         r = self.rnn
@@ -160,15 +177,7 @@ def _rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 def portable_recurrent(model: nn.Module) -> tuple[nn.Module, list[str]]:
     """A copy of ``model`` (weights shared) whose recurrent layers are ``PortableRNN``; the layers' names."""
-    names = [name for name, m in model.named_modules() if isinstance(m, RNN_TYPES)]
-    if not names:
-        return model, []
-    clone = _share_weights_copy(model)
-    for name in names:
-        parent, _, attr = name.rpartition(".")
-        owner = clone.get_submodule(parent) if parent else clone
-        setattr(owner, attr, PortableRNN(getattr(owner, attr)))
-    return clone, names
+    return replace_layers(model, [name for name, m in model.named_modules() if isinstance(m, RNN_TYPES)], PortableRNN)
 
 
 def _share_weights_copy(model: nn.Module) -> nn.Module:

@@ -30,7 +30,7 @@ from torch import nn
 from torch._higher_order_ops.scan import scan
 from torch.nn.utils.rnn import PackedSequence
 
-from .rewrite import RNN_TYPES, _pack, _share_weights_copy, _unpack
+from .rewrite import RNN_TYPES, WrappedRNN, _pack, _unpack, replace_layers
 
 
 class Packed(NamedTuple):
@@ -47,7 +47,7 @@ torch.utils._pytree._register_namedtuple(Packed, serialized_type_name=f"{__name_
 torch.serialization.add_safe_globals([Packed])
 
 
-class ScanRNN(nn.Module):
+class ScanRNN(WrappedRNN):
     """An ``nn.LSTM``/``GRU``/``RNN`` (weights shared, kept as ``self.rnn``) computed with one ``scan`` per direction
     of each layer: the same call convention and outputs as the layer (which it refuses to run in training mode with
     dropout between layers, as it applies none).
@@ -60,20 +60,10 @@ class ScanRNN(nn.Module):
     """
 
     def __init__(self, rnn: nn.RNNBase):
-        super().__init__()
         if type(rnn) not in RNN_TYPES:
             raise TypeError(unsupported(rnn))
-        self.rnn = rnn
+        super().__init__(rnn)
         self.train(rnn.training)  # wrapping an eval-mode layer gives an eval-mode module, as exporters expect
-
-    def __getattr__(self, name: str):
-        """The wrapped layer's attributes (``hidden_size``, ``flatten_parameters``...), for forwards that use them."""
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "rnn":
-                raise
-            return getattr(self.rnn, name)
 
     def forward(self, input, hx=None):
         """As the wrapped layer: ``(output, h_n)``, or ``(output, (h_n, c_n))`` for an LSTM."""
@@ -244,11 +234,4 @@ def scan_recurrent(model: nn.Module) -> tuple[nn.Module, list[str]]:
     wrapped = {f"{name}.rnn" if name else "rnn" for name, m in model.named_modules() if isinstance(m, ScanRNN)}
     names = [name for name, m in model.named_modules()
              if isinstance(m, RNN_TYPES) and unsupported(m) is None and name not in wrapped]
-    if not names:
-        return model, []
-    clone = _share_weights_copy(model)
-    for name in names:
-        parent, _, attr = name.rpartition(".")
-        owner = clone.get_submodule(parent) if parent else clone
-        setattr(owner, attr, ScanRNN(getattr(owner, attr)))
-    return clone, names
+    return replace_layers(model, names, ScanRNN)
