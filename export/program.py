@@ -191,31 +191,47 @@ def needs_scan(model: torch.nn.Module) -> str | None:
 @contextlib.contextmanager
 def _quiet_torch_logs():
     """torch.export logs a failed attempt's whole stack at ERROR level (``torch._guards``) before raising; the
-    exception says the same in its first line, which is what gets recorded."""
+    exception says the same in its first line, which is what gets recorded. Importing ExecuTorch makes torchao log
+    the CUDA kernels a CPU build cannot load, and torch's pytree a deprecation: neither concerns an export."""
     import logging
 
-    logger = logging.getLogger("torch")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    loggers = [logging.getLogger(name) for name in ("torch", "torchao")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 # ---- model.pt2 ---------------------------------------------------------------------------------------------
 
-def _relative_paths(text: str) -> str:
-    """Absolute source paths in a stack trace, relative to their sys.path entry (``torch/nn/modules/rnn.py``)."""
+_PACKAGE = Path(__file__).resolve().parent
+_OWN = {f for f in _PACKAGE.glob("*.py")}  # seqedge's rewrites (scan.py, portable.py); not the zoo's models
+
+
+def _stack_trace(text: str) -> str:
+    """A node's stack trace as the same text from any process and checkout: source paths relative to their
+    sys.path entry (``torch/nn/modules/rnn.py``), without seqedge's own frames (the scan rewrite's lines would
+    otherwise change every artifact's bytes with each edit of export/scan.py; the user's lines are kept)."""
     roots = sorted((str(Path(p).resolve()) + "/" for p in sys.path if p and Path(p).is_dir()), key=len, reverse=True)
 
-    def rel(match: re.Match) -> str:
-        path = match.group(1)
+    def rel(path: str) -> str:
         root = next((r for r in roots if path.startswith(r)), None)
-        return f'File "{path[len(root):] if root else Path(path).name}"'
+        return path[len(root):] if root else Path(path).name
 
+    frames, kept = re.split(r"\n(?=\s*File \")", text), []
+    for frame in frames:
+        match = re.match(r'(\s*)File "(/[^"]+)"', frame)
+        if match and Path(match.group(2)).resolve() in _OWN:
+            continue
+        if match:
+            frame = frame[:match.start(2)] + rel(match.group(2)) + frame[match.end(2):]
+        kept.append(frame)
     # fx names each generated forward "<eval_with_key>.N", N counting the graphs the process made before
-    return re.sub(r"<eval_with_key>\.\d+", "<eval_with_key>", re.sub(r'File "(/[^"]+)"', rel, text))
+    return re.sub(r"<eval_with_key>\.\d+", "<eval_with_key>", "\n".join(kept))
 
 
 def save_pt2(program: torch.export.ExportedProgram, path: Path) -> None:
@@ -225,7 +241,7 @@ def save_pt2(program: torch.export.ExportedProgram, path: Path) -> None:
             for node in gm.graph.nodes:
                 node.meta.pop("from_node", None)  # holds id(graph): another number in every process
                 if isinstance(node.meta.get("stack_trace"), str):
-                    node.meta["stack_trace"] = _relative_paths(node.meta["stack_trace"])
+                    node.meta["stack_trace"] = _stack_trace(node.meta["stack_trace"])
     buffer = _io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -255,8 +271,9 @@ EXECUTORCH_MISSING = "executorch is not installed: pip install '.[executorch]' (
 def lower_pte(program: torch.export.ExportedProgram, path: Path) -> str:
     """Lower to ExecuTorch with the XNNPACK partitioner, or with portable kernels only where XNNPACK refuses;
     write ``path``; return which ("xnnpack" or "portable: <XNNPACK's reason>")."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+    with _quiet_torch_logs():
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
 
     with warnings.catch_warnings(), _quiet_fds():
         warnings.simplefilter("ignore")
@@ -298,7 +315,8 @@ class PteRunner:
     """A ``.pte`` in ExecuTorch's own runtime, called with a feed like every other backend."""
 
     def __init__(self, path: Path, io: IOSpec):
-        from executorch.runtime import Runtime
+        with _quiet_torch_logs():
+            from executorch.runtime import Runtime
 
         self.io = io
         with _quiet_fds():

@@ -162,6 +162,32 @@ def test_pt2_and_pte_bytes_do_not_depend_on_the_export(tmp_path):
     assert str(export.__file__).rsplit("/export/", 1)[0].encode() not in (a / "model.pt2").read_bytes()
 
 
+def test_pt2_stack_traces_name_the_users_lines_not_seqedges(tmp_path):
+    """A node's stack trace in model.pt2 keeps the user's source line (relative path) but not the frames of
+    seqedge's own scan rewrite, whose line numbers would change every committed artifact with each edit."""
+    import zipfile
+
+    model, args, names, axes = user_models.case_bigru_tagger()
+    folder = export.export_module(model, args, tmp_path / "a", names, axes, formats=["pt2"])
+    with zipfile.ZipFile(folder / "model.pt2") as z:
+        graph = json.loads(z.read(next(n for n in z.namelist() if n.endswith("models/model.json"))))
+    traces = []
+
+    def walk(o):
+        if isinstance(o, dict):
+            traces.extend(v for k, v in o.items() if k == "stack_trace" and isinstance(v, str))
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+
+    walk(graph)
+    assert any('File "tests/user_models.py"' in t for t in traces), traces[:3]
+    own = [t for t in traces if any(f'File "export/{m}.py"' in t for m in ("scan", "program", "rewrite", "api"))]
+    assert not own, own[:2]
+
+
 def test_cli_formats_flag(tmp_path):
     common = ["--module", "tests/user_models.py:LSTMTagger", "--kwargs",
               json.dumps({"embedding_dim": 6, "hidden_dim": 6, "vocab_size": 9, "tagset_size": 3}),
