@@ -746,18 +746,118 @@ def int8_vs_fp32(latency_res: dict, throughput_res: dict) -> dict:
     }
 
 
+# The stage each of export_module's progress lines starts (its text after "NAME: "), for the export table.
+STAGES = (("TorchScript", "torchscript"), ("ONNX via", "onnx"), ("int8", "int8"), ("ORT format", "ort"),
+          ("torch.export of the scan form (", "pte"), ("torch.export of the module", "pte"),
+          ("torch.export of the scan form", "pt2"),
+          ("model.pt2", "pt2"), ("model.pte", "pte"), ("verifying", "verify"), ("the same model.onnx", "runtimes"))
+
+
 def export_times(names: list[str]) -> dict:
-    """Seconds to train/load, export and verify each artifact (into a temporary folder)."""
+    """Seconds of each registered model's export into a temporary folder, in this process (imports done): in all,
+    and per stage, from the progress line that starts a stage to the next one. "load" is the checkpoint (or seed
+    recipe) and the signature; "pt2" is torch.export of the scan form with every symbol dynamic (unless the ONNX
+    Scan path made it first, then it counts as "onnx") plus saving and probing model.pt2; "pte" is torch.export
+    with the batch fixed, ExecuTorch's lowering and the checks in its runtime; "verify" is the whole-artifact
+    verification (model.pt2 is one of its backends)."""
+    from export.zoo.build import export
+    from export.zoo.registry import REGISTRY
+
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            t = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "export", name, "--out", tmp], cwd=ROOT,
-                                  capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise RuntimeError(f"export {name} failed: {proc.stderr[-2000:]}")
-            out[name] = time.perf_counter() - t
+            marks: list[tuple[float, str]] = []
+            start = time.perf_counter()
+            export(REGISTRY[name], Path(tmp), log=lambda m: marks.append((time.perf_counter(), m)))
+            end = time.perf_counter()
+            stages = {"load": (marks[0][0] if marks else end) - start}
+            for (t, message), (t_next, _) in zip(marks, [*marks[1:], (end, "")]):
+                text = message.split(": ", 1)[-1]
+                stage = next((k for prefix, k in STAGES if text.startswith(prefix)), "load")
+                stages[stage] = stages.get(stage, 0.0) + t_next - t
+            out[name] = {"total": end - start, "stages": stages}
     return out
+
+
+# ---- ExecuTorch (.pte) and torch.export (.pt2) beside onnxruntime ----------------------------------------------
+
+def edge_formats(n_chars: int, repeats: int, limit: int | None) -> dict:
+    """char-shakespeare greedy generation, one stream, batch 1, µs per character, same rounds: the runtime, a bare
+    onnxruntime loop over model.onnx, ExecuTorch's runtime over model.pte (XNNPACK; the loop calls the method
+    with torch tensors, nothing else), and model.pt2 in torch (torch.export.load). Each loop's characters are
+    compared with the onnxruntime loop's. pos-ewt: EWT dev through model.pte against model.onnx where its .pte
+    exists; otherwise the reason its manifest records."""
+    import torch
+
+    from export.program import EXECUTORCH_MISSING, executorch_version, load_pt2
+    from runtime.artifact import PTE_FILE, PT2_FILE, read_manifest
+
+    torch.set_num_threads(1)
+    lm = load_lm("fp32")
+    cfg = lm.manifest.config
+    out: dict = {"executorch": executorch_version(), "lowering": lm.manifest.export.get("pte", {}).get("lowering")}
+    first = np.array([[lm.bos_id]], dtype=np.int64)
+    zeros = np.zeros((cfg["num_layers"], 1, cfg["hidden_size"]), dtype=np.float32)
+    made: dict[str, list[int]] = {}  # each loop's characters, from its last round
+
+    def greedy(label, step, x0, state0):
+        def go():
+            x, h, c, ids = x0, state0, state0, []
+            for _ in range(n_chars):
+                logits, h, c = step(x, h, c)
+                x = logits[-1:].argmax(-1)  # numpy or torch alike
+                ids.append(int(x[0, 0]))
+            made[label] = ids
+        return go
+
+    fns = {"runtime generate": lambda: lm.generate("", max_chars=n_chars),
+           "onnxruntime session.run loop (.onnx)": greedy(
+               "onnxruntime", lambda x, h, c: lm.session.run(lm.output_names, {"chars": x, "h_0": h, "c_0": c}),
+               first, zeros)}
+    t_first, t_zeros = torch.from_numpy(first), torch.from_numpy(zeros)
+    if (LM / PT2_FILE).exists():
+        pt2 = load_pt2(LM / PT2_FILE)
+
+        def pt2_step(x, h, c):
+            with torch.no_grad():
+                return pt2(x, h, c)
+        fns["torch.export model.pt2 loop"] = greedy("pt2", pt2_step, t_first, t_zeros)
+    if executorch_version() is None:
+        out["unavailable"] = EXECUTORCH_MISSING
+    elif (LM / PTE_FILE).exists():
+        from executorch.runtime import Runtime
+
+        program = Runtime.get().load_program(str(LM / PTE_FILE))
+        for name in sorted(program.method_names):  # forward (time dynamic, a scan) and step (one step, no loop)
+            method = program.load_method(name)
+            fns[f"ExecuTorch model.pte {name} loop"] = greedy(
+                f"pte {name}", lambda x, h, c, method=method: method.execute([x, h, c]), t_first, t_zeros)
+    out["us_per_char"] = us(side_by_side(fns, repeats, warmup=1), n_chars)
+    out["same_characters_as_onnxruntime"] = {k: v == made["onnxruntime"] for k, v in made.items() if k != "onnxruntime"}
+    pos = read_manifest(POS)
+    if (POS / PTE_FILE).exists():
+        out["pos_ewt"] = _pos_pte_throughput(repeats, limit)
+    else:
+        out["pos_ewt"] = {"unavailable": pos.export.get("not_written", {}).get(PTE_FILE, "no model.pte")}
+    return out
+
+
+def _pos_pte_throughput(repeats: int, limit: int | None) -> dict:
+    """EWT dev one sentence at a time (the .pte's batch is fixed at 1) through model.pte and model.onnx."""
+    import torch
+    from executorch.runtime import Runtime
+
+    from runtime.artifact import PTE_FILE
+
+    tagger = load_tagger(1)
+    feeds = [tagger.inputs([s]) for s in dev_sentences(limit)]
+    names = [t.name for t in tagger.io.inputs]
+    method = Runtime.get().load_program(str(POS / PTE_FILE)).load_method("forward")
+    tensors = [[torch.from_numpy(np.ascontiguousarray(f[n])) for n in names] for f in feeds]
+    res = side_by_side({"onnxruntime session.run (.onnx)": lambda: [tagger.session.run(None, f) for f in feeds],
+                        "ExecuTorch (.pte)": lambda: [method.execute(t) for t in tensors]}, repeats, warmup=1)
+    tokens = sum(len(s) for s in dev_sentences(limit))
+    return {k: {"tokens_per_s": tokens / v["median"]} for k, v in res.items()}
 
 
 # ---- the machine: CPU, load ------------------------------------------------------------------------------------
@@ -1024,9 +1124,34 @@ def markdown(r: dict) -> str:
               f"| latency (tag, 17 tokens) | {q['fp32_latency_us']:.0f} µs | {q['int8_latency_us']:.0f} µs |",
               f"| throughput (tag_batch) | {q['fp32_tokens_per_s']:.0f} tok/s | {q['int8_tokens_per_s']:.0f} tok/s |",
               f"| accuracy (recorded at export) | {q['accuracy']} | |", ""]
-    lines += ["| 6. export + verify (train from the committed checkpoint or seed recipe, export, verify) | seconds |",
-              "| --- | --- |"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in r["export_s"].items()]
+    cols = [k for _, k in STAGES if any(k in v["stages"] for v in r["export_s"].values())]
+    cols = ["load", *dict.fromkeys(cols)]
+    lines += ["| 6. export + verify, seconds (in one process; the checkpoint or seed recipe loaded, not trained) | all | "
+              + " | ".join(cols) + " |", "| --- | --- |" + " --- |" * len(cols)]
+    lines += [f"| {k} | {v['total']:.1f} | " + " | ".join(f"{v['stages'][c]:.1f}" if c in v["stages"] else ""
+                                                         for c in cols) + " |" for k, v in r["export_s"].items()]
+    total = sum(v["total"] for v in r["export_s"].values())
+    edge = sum(v["stages"].get(c, 0.0) for v in r["export_s"].values() for c in ("pt2", "pte"))
+    lines += ["", f"All {len(r['export_s'])} exports: {total:.0f} s, of which model.pt2 and model.pte add {edge:.0f} s "
+              f"({100 * edge / total:.0f}%). A stage runs from its progress line to the next one.", ""]
+    ef = r["edge_formats"]
+    lines += [f"| 6b. char-shakespeare greedy, one stream, batch 1, by format (ExecuTorch {ef['executorch']}, "
+              f"{ef['lowering']}) | µs per character | x the runtime's time | same characters as onnxruntime |",
+              "| --- | --- | --- | --- |"]
+    for k, v in ef["us_per_char"].items():
+        label = k.replace("ExecuTorch model.", "").replace("torch.export model.", "").replace(" loop", "")
+        agree = ef["same_characters_as_onnxruntime"].get(label, "")
+        lines.append(f"| {k} | {v['median']:.0f} [{v['min']:.0f}-{v['max']:.0f}] | "
+                     f"{ratio(v['median'], ef['us_per_char']['runtime generate']['median'])} | {agree} |")
+    if "unavailable" in ef:
+        lines.append(f"| ExecuTorch | {ef['unavailable']} | | |")
+    pos = ef["pos_ewt"]
+    if "unavailable" in pos:
+        lines += ["", f"pos-ewt has no model.pte, so no .pte throughput: {pos['unavailable']}"]
+    else:
+        lines += ["", "| 6c. pos-ewt, EWT dev one sentence at a time | tokens/s |", "| --- | --- |"]
+        lines += [f"| {k} | {v['tokens_per_s']:.0f} |" for k, v in pos.items()]
+    lines.append("")
     th = r["threads"]
     lines += ["", "| 7. threads (intra_op_threads, on {} cores) | 1 | 2 | the second thread |".format(cpu["cores"]),
               "| --- | --- | --- | --- |"]
@@ -1179,6 +1304,7 @@ def main(argv=None) -> int:
              ("numpy sgemm", "numpy_sgemm", lambda: numpy_sgemm((256, 512) if quick else (512, 1024, 2048),
                                                                  3 if quick else 5)),
              ("memory bandwidth", "memory_bandwidth", lambda: memory_bandwidth(quick)),
+             ("ExecuTorch and torch.export", "edge_formats", lambda: edge_formats(n_chars, 2 if quick else 5, limit)),
              ("export", "export_s", lambda: export_times(["lstm-tutorial"] if quick else list(REGISTRY)))]
     r = {"date": time.strftime("%Y-%m-%d"), "mode": "quick" if quick else "full", "machine": machine(),
          "cpu": cpu_info()}

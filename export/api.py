@@ -27,7 +27,7 @@ import runtime
 from runtime.artifact import (BATCH, INT8_FILE, ONNX_FILE, OPS_CONFIG, ORT_VARIANTS, PT2_FILE, PTE_FILE, TIME,
                               TORCHSCRIPT_FILE, ArtifactError, Manifest, model_file, read_manifest, sha256_bytes,
                               write_manifest)
-from .convert import (EXPORTERS, ONNX_PATHS, OPSET, add_metadata, check_onnx, quantize_int8, to_onnx, to_ort,
+from .convert import (EXPORTERS, ONNX_PATHS, OPSET, check_onnx, quantize_int8, to_onnx, to_ort,
                       to_torchscript, quiet_export_tools)
 from .errors import ExportError, ParityError, SignatureError
 from . import program as programs
@@ -241,6 +241,7 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
         (tmp / file_name).write_bytes(data)
         files.append(file_name)
     if job.int8:
+        say(f"{name}: int8 (onnxruntime dynamic quantization) ...")
         quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
         check_onnx(tmp / INT8_FILE, sig.io)
         files.append(INT8_FILE)
@@ -311,10 +312,10 @@ class _Programs:
         self.model, self.args, self.sig, self.job = model, args, sig, job
         self.made: dict[tuple, programs.Program | ExportError] = {}
 
-    def get(self, fixed: dict[str, int], largest: dict[str, int] | None = None) -> programs.Program:
-        key = (tuple(sorted(fixed.items())), tuple(sorted((largest or {}).items())))
+    def get(self, fixed: dict[str, int], largest: dict[str, int] | None = None, scan: bool = True) -> programs.Program:
+        key = (tuple(sorted(fixed.items())), tuple(sorted((largest or {}).items())), scan)
         if key not in self.made:
-            self.job.say(f"{self.job.name}: torch.export of the scan form"
+            self.job.say(f"{self.job.name}: torch.export of the {'scan form' if scan else 'module'}"
                          + (f" ({', '.join(f'{k} {v}' for k, v in fixed.items())})" if fixed else "") + " ...")
             # torch.export specializes a size-1 (or 0) example to a constant: such a symbol is exported at size 2.
             sizes = {**{s: 2 for s, n in self.sig.plan.example.items() if n < 2 and s not in fixed}, **fixed}
@@ -323,7 +324,7 @@ class _Programs:
                 self.made[key] = programs.export_program(self.model, args, self.sig.io, self.sig.structure,
                                                          fixed=fixed, largest=largest,
                                                          smallest={k: min(v) for k, v in self.sig.plan.sizes.items()},
-                                                         restore=self.sig.guard.restore)
+                                                         restore=self.sig.guard.restore, scan=scan)
             except ExportError as e:
                 self.made[key] = e
         made = self.made[key]
@@ -395,14 +396,18 @@ def _pte(job: _Job, exported: _Programs, subject: Subject, tmp: Path, manifest: 
         program = exported.get(fixed, largest=bounds)
     except ExportError as e:
         return _skip(job, PTE_FILE, str(e), not_written)
-    job.say(f"{job.name}: {PTE_FILE} (ExecuTorch lowering) ...")
+    methods, step = {"forward": program.program}, _pte_step(job, exported, io, fixed)
+    if isinstance(step, programs.Program):
+        methods[programs.STEP_METHOD] = step.program
+    job.say(f"{job.name}: {PTE_FILE} (ExecuTorch lowering: {', '.join(methods)}) ...")
     try:
-        lowering = programs.lower_pte(program.program, tmp / PTE_FILE)
+        lowering = programs.lower_pte(methods, tmp / PTE_FILE)
         runner = programs.PteRunner(tmp / PTE_FILE, io)
     except Exception as e:  # ExecuTorch's lowering and loader raise many types; the first line says which
         return _skip(job, PTE_FILE, f"ExecuTorch lowering failed: {programs.first_line(e)}", not_written)
     pair = Subject(subject.name, subject.kind, io, subject.plan, {"eager": subject.backends["eager"], "pte": runner},
                    subject.custom)
+    # Time-1 calls go to the step method: the cases at time 1 and stepping check it against eager and forward.
     found = [d for c in fixed_cases(subject.plan, io, fixed) for d in check_backends(pair, c)]
     found += [d for c in fixed_cases(subject.plan, io, fixed, stepping=True) for d in check_stepping(pair, c)]
     refusals = _pte_refusals(pair, runner, fixed, bounds)
@@ -413,15 +418,36 @@ def _pte(job: _Job, exported: _Programs, subject: Subject, tmp: Path, manifest: 
         return _skip(job, PTE_FILE, f"{len(bad)} of {len(found)} comparisons in ExecuTorch failed, e.g. {bad[0]}",
                      not_written)
     diffs += found
+    one_step = {TIME: 1, **fixed}
     manifest.export["pte"] = {
         "file": PTE_FILE, "executorch": version, "lowering": lowering,
         "torch_export": {"strict": program.strict, "attempts": program.attempts},
         "fixed": fixed, "max": bounds,
         "inputs": {t.name: programs.pte_shape(t.shape, fixed) for t in io.inputs},
         "outputs": {t.name: programs.pte_shape(t.shape, fixed) for t in io.outputs},
+        programs.STEP_METHOD: ({"inputs": {t.name: programs.pte_shape(t.shape, one_step) for t in io.inputs},
+                                "outputs": {t.name: programs.pte_shape(t.shape, one_step) for t in io.outputs},
+                                "torch_export": {"strict": step.strict, "attempts": step.attempts}}
+                               if isinstance(step, programs.Program) else {"not_made": step}),
         "refuses": [r.output for r in refusals],
-        "load": "executorch.runtime.Runtime.get().load_program(path).load_method('forward')"}
+        "load": "executorch.runtime.Runtime.get().load_program(path).load_method('forward')"
+                + (f" (or '{programs.STEP_METHOD}')" if isinstance(step, programs.Program) else "")}
     return [PTE_FILE]
+
+
+def _pte_step(job: _Job, exported: _Programs, io, fixed: dict[str, int]) -> programs.Program | str:
+    """The .pte's one-step method, or why there is none: a model that carries state over a time axis, exported
+    as it is (no scan) at time 1 and the .pte's batch, where XNNPACK takes every operator (it does not enter a
+    scan's body, so ``forward`` steps on portable kernels). The on-device streaming call."""
+    symbols = {d for t in io.inputs for d in t.shape if isinstance(d, str)}
+    if not io.state or io.lengths or TIME not in symbols:
+        return "the model carries no state over a time axis: it is not stepped"
+    if symbols - {TIME, *fixed}:
+        return f"symbols other than time and batch ({sorted(symbols - {TIME, *fixed})}) are not fixed for one step"
+    try:
+        return exported.get({**fixed, TIME: 1}, scan=False)
+    except ExportError as e:
+        return str(e)
 
 
 def _pte_refusals(pair: Subject, runner: programs.PteRunner, fixed: dict[str, int],
@@ -433,11 +459,13 @@ def _pte_refusals(pair: Subject, runner: programs.PteRunner, fixed: dict[str, in
         tries.append((f"batch {fixed[BATCH] + 1}", {**base, BATCH: fixed[BATCH] + 1}))
     if TIME in bounds:
         tries.append((f"time {bounds[TIME] + 1}", {**base, TIME: bounds[TIME] + 1}))
+    if programs.STEP_METHOD in runner.methods:
+        tries.append((f"time 2 in {programs.STEP_METHOD}", {**base, TIME: 2}))
     out = []
     for what, sizes in tries:
         case = Case(tuple(sizes.items()), False)
         try:
-            runner(case_feed(pair, case))
+            runner(case_feed(pair, case), method=programs.STEP_METHOD if programs.STEP_METHOD in what else None)
         except Exception as e:  # the refusal expected: ExecuTorch's own error
             out.append(Diff(pair.name, "pte refuses", case, f"{what}: refused ({programs.first_line(e, 120)})",
                             0.0, 0.0, True))
@@ -466,9 +494,8 @@ def _try_onnx(module, args, tmp: Path, manifest: Manifest, sig: Signature, subje
     portable, layers = portable_recurrent(module) if graph_of_python else (module, [])
     note = f" (recurrent layers {layers} in the portable form)" if layers else ""
     try:
-        to_onnx(portable, args, onnx_path, sig.io, sig.structure, path)
-        add_metadata(onnx_path, manifest)
-        check_onnx(onnx_path, sig.io)
+        graph = to_onnx(portable, args, onnx_path, sig.io, sig.structure, path, manifest)
+        check_onnx(graph, sig.io, onnx_path)
     except OSError as e:  # the file system's refusal (a full disk) is no exporter's: write.staging says it in one line
         if e.errno is not None:
             raise
@@ -476,7 +503,7 @@ def _try_onnx(module, args, tmp: Path, manifest: Manifest, sig: Signature, subje
     except Exception as e:  # each exporter fails in its own way; the reason is recorded and the next tried
         message = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(e).split()))  # the dynamo exporter's colours
         return False, f"export failed: {type(e).__name__}: {message[:300]}"
-    manifest.files = {ONNX_FILE: sha256_bytes(onnx_path.read_bytes())}
+    manifest.files = {ONNX_FILE: sha256_bytes(graph.SerializeToString())}  # the bytes to_onnx wrote
     write_manifest(tmp, manifest)
     try:
         loaded = runtime.load(tmp)

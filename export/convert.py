@@ -10,6 +10,7 @@ same checks.
 from __future__ import annotations
 
 import functools
+import io as _io
 import json
 import logging
 import os
@@ -170,10 +171,12 @@ def _module_relative_source_paths():
             m.get_source_lines_and_file = fn
 
 
-def to_onnx(module, args: tuple, path: Path, io: IOSpec, structure, exporter: str) -> None:
+def to_onnx(module, args: tuple, path: Path, io: IOSpec, structure, exporter: str,
+            manifest: Manifest | None = None) -> onnx.ModelProto:
     """Export with one of ``ONNX_PATHS``: "traced" and "scripted" are torch's TorchScript-based exporter on the
     eager module (which it traces) or on its scripted form (Python loops and ``len(x)`` stay dynamic); "dynamo"
-    is torch's default exporter. Declared IO shapes are then set to ``io`` (verified by running)."""
+    is torch's default exporter. Declared IO shapes are then set to ``io`` (verified by running) and the
+    manifest's essentials put in ``metadata_props``, in memory; ``path`` is written once. Returns the model."""
     from .signature import unflatten
 
     names = {"input_names": [t.name for t in io.inputs], "output_names": [t.name for t in io.outputs]}
@@ -185,30 +188,35 @@ def to_onnx(module, args: tuple, path: Path, io: IOSpec, structure, exporter: st
         if exporter in ("traced", "scripted"):
             dynamic_axes = {t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)}
                             for t in io.inputs + io.outputs}
-            torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET,
+            buffer = _io.BytesIO()
+            torch.onnx.export(module, args, buffer, dynamo=False, opset_version=OPSET,
                               dynamic_axes={k: v for k, v in dynamic_axes.items() if v},
                               do_constant_folding=True, **names)
+            model = onnx.load_from_string(buffer.getvalue())
         elif exporter == "dynamo":
             shapes = unflatten(structure, [{i: torch.export.Dim.DYNAMIC for i, d in enumerate(t.shape)
                                             if isinstance(d, str)} or None for t in io.inputs])
-            torch.onnx.export(module, args, str(path), dynamo=True, dynamic_shapes=shapes, verbose=False,
-                              external_data=False, opset_version=max(OPSET, 18), **names)
+            model = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=shapes, verbose=False,
+                                      opset_version=max(OPSET, 18), **names).model_proto
         elif exporter == "scan":  # ``module`` is the ExportedProgram of the scan form (program.export_program)
-            torch.onnx.export(module, args, str(path), dynamo=True, verbose=False, external_data=False,
-                              opset_version=max(OPSET, 18), **names)
-            _rename_symbols(path, io)
+            model = torch.onnx.export(module, args, dynamo=True, verbose=False, opset_version=max(OPSET, 18),
+                                      **names).model_proto
+            _rename_symbols(model, io)
         else:
             raise ValueError(f"exporter: expected one of {ONNX_PATHS}, got {exporter!r}")
-    _declare_shapes(path, io)
+    _declare_shapes(model, io)
+    if manifest is not None:
+        add_metadata(model, manifest)
+    Path(path).write_bytes(model.SerializeToString())
+    return model
 
 
-def _rename_symbols(path: Path, io: IOSpec) -> None:
+def _rename_symbols(model: onnx.ModelProto, io: IOSpec) -> None:
     """The dynamo exporter names symbolic sizes after torch's own symbols (``s77``, ``s15``), in the outer graph
     and inside a ``Scan`` body alike. tract unifies a body's dimensions with the outer graph's by name, and a
     user reads ``time``/``batch`` better than ``s77``: every dimension the exporter named after an input's symbol
     is renamed to the declared symbol, in every graph; any other exporter-named dimension is left unnamed (each
     runtime infers it)."""
-    model = onnx.load(str(path))
     rename: dict[str, str] = {}
     specs = {t.name: t for t in io.inputs}
     for value in model.graph.input:
@@ -237,14 +245,12 @@ def _rename_symbols(path: Path, io: IOSpec) -> None:
                         dim.Clear()
                     else:
                         dim.dim_param = new
-    onnx.save(model, str(path))
 
 
-def _declare_shapes(path: Path, io: IOSpec) -> None:
+def _declare_shapes(model: onnx.ModelProto, io: IOSpec) -> None:
     """Write the IO shapes learned by running eager into the graph's declarations. The TorchScript-based
     exporter declares fixed axes symbolic (``LogSoftmax..._dim_1``) and derived ones under its own names;
     ``check_onnx`` then holds the graph's own shape inference to these."""
-    model = onnx.load(str(path))
     # Intermediate shape hints are the exporter's guesses, named after whatever symbol it met first (a Range over
     # the batch declared as "spellings_1"); tract refuses a graph whose hints disagree with its own inference
     # ("Output mismatch after rewiring expansion"). Every runtime infers intermediate shapes itself: drop them.
@@ -259,7 +265,6 @@ def _declare_shapes(path: Path, io: IOSpec) -> None:
                 dim.dim_param = want
             else:
                 dim.dim_value = want
-    onnx.save(model, str(path))
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
@@ -421,25 +426,25 @@ def declared_shapes(model: onnx.ModelProto) -> dict[str, list[int | str]]:
             for v in list(model.graph.input) + list(model.graph.output)}
 
 
-def check_onnx(path: Path, io: IOSpec) -> None:
+def check_onnx(model: onnx.ModelProto | Path, io: IOSpec, where: str | Path | None = None) -> None:
     """Full onnx.checker and strict shape inference, then every declared IO shape must equal the IO spec:
     a symbolic axis pinned to a number (or a fixed one made symbolic) fails the export."""
-    model = onnx.load(str(path))
+    if isinstance(model, Path):
+        model, where = onnx.load(str(model)), model
     try:
         onnx.checker.check_model(model, full_check=True)
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise ExportError(f"{path}: onnx checker / shape inference failed: {e}") from None
+        raise ExportError(f"{where}: onnx checker / shape inference failed: {e}") from None
     got = declared_shapes(model)
     for spec in io.inputs + io.outputs:
         if got.get(spec.name) != list(spec.shape):
-            raise ExportError(f"{path}: {spec.name!r} declared as {got.get(spec.name)}, expected {list(spec.shape)} "
+            raise ExportError(f"{where}: {spec.name!r} declared as {got.get(spec.name)}, expected {list(spec.shape)} "
                               f"(a pinned axis makes the graph fail at other lengths/batches)")
 
 
-def add_metadata(path: Path, manifest: Manifest) -> None:
-    """Write the essentials into the ONNX ``metadata_props``, so the .onnx alone says what it is."""
-    model = onnx.load(str(path))
+def add_metadata(model: onnx.ModelProto, manifest: Manifest) -> None:
+    """Put the essentials into the ONNX ``metadata_props``, so the .onnx alone says what it is."""
     props = {
         "seqedge.format_version": str(FORMAT_VERSION),
         "seqedge.name": manifest.name,
@@ -452,4 +457,3 @@ def add_metadata(path: Path, manifest: Manifest) -> None:
     for k, v in props.items():
         model.metadata_props.add(key=k, value=v)
     model.producer_name = "seqedge"
-    onnx.save(model, str(path))

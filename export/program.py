@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.nn.utils import rnn as rnn_utils
 
-from runtime.artifact import BATCH, TIME, IOSpec
+from runtime.artifact import TIME, IOSpec
 from .errors import ExportError
 from .feeds import Feed, complete
 from .rewrite import RNN_TYPES
@@ -146,14 +146,15 @@ def padded_packing(model: torch.nn.Module):
 
 def export_program(model: torch.nn.Module, args: tuple, io: IOSpec, structure, *, fixed: dict[str, int] | None = None,
                    largest: dict[str, int] | None = None, smallest: dict[str, int] | None = None,
-                   restore: Callable[[torch.nn.Module], None] | None = None) -> Program:
+                   restore: Callable[[torch.nn.Module], None] | None = None, scan: bool = True) -> Program:
     """torch.export of ``model`` with its recurrent layers in scan form, every declared symbol a Dim from its
     ``smallest`` size (but those in ``fixed``, whose sizes ``args`` has): non-strict first, then strict. Raises
-    ExportError naming each attempt."""
-    scanned, layers = scan_recurrent(model)
+    ExportError naming each attempt. ``scan=False`` exports the module as it is, for a program whose symbols are
+    all fixed (the .pte's one-step method: no loop, so XNNPACK takes the whole step)."""
+    scanned, layers = scan_recurrent(model) if scan else (model, [])
     shapes = dynamic_shapes(io, structure, fixed, largest, smallest)
     attempts = [f"recurrent layer {name} kept as it is: {why}" for name, m in model.named_modules()
-                if isinstance(m, RNN_TYPES) and (why := unsupported(m))]
+                if scan and isinstance(m, RNN_TYPES) and (why := unsupported(m))]
     for strict in (False, True):
         if restore is not None:
             restore(scanned)
@@ -164,7 +165,8 @@ def export_program(model: torch.nn.Module, args: tuple, io: IOSpec, structure, *
         except Exception as e:  # torch.export fails in many ways; the reason is recorded and the next tried
             attempts.append(f"torch.export(strict={strict}): {first_line(e)}")
             continue
-        attempts.append(f"torch.export(strict={strict}): ok, every declared symbol kept"
+        attempts.append(f"torch.export(strict={strict}): ok, "
+                        + ("every declared symbol kept" if scan else "as written, every symbol fixed")
                         + (f" (recurrent layers {layers} in scan form)" if layers else ""))
         return Program(program, strict, layers, attempts)
     raise ExportError("torch.export failed: " + "; ".join(attempts))
@@ -268,9 +270,13 @@ def executorch_version() -> str | None:
 EXECUTORCH_MISSING = "executorch is not installed: pip install '.[executorch]' (executorch==1.5.1 beside torch==2.13.0)"
 
 
-def lower_pte(program: torch.export.ExportedProgram, path: Path) -> str:
-    """Lower to ExecuTorch with the XNNPACK partitioner, or with portable kernels only where XNNPACK refuses;
-    write ``path``; return which ("xnnpack" or "portable: <XNNPACK's reason>")."""
+def lower_pte(methods: dict[str, torch.export.ExportedProgram], path: Path) -> str:
+    """Lower one program per method to ExecuTorch with the XNNPACK partitioner, or with portable kernels only where
+    XNNPACK refuses; write ``path``; return which ("xnnpack" or "portable (<XNNPACK's reason>)").
+
+    Measured (executorch 1.5.1): XNNPACK does not delegate inside a scan's body, so the recurrence of ``forward``
+    runs on portable kernels (char-shakespeare: about 15x onnxruntime's time per character, batch 1); the one-step
+    method ``step`` has no loop and XNNPACK takes all of it."""
     with _quiet_torch_logs():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
@@ -278,11 +284,11 @@ def lower_pte(program: torch.export.ExportedProgram, path: Path) -> str:
     with warnings.catch_warnings(), _quiet_fds():
         warnings.simplefilter("ignore")
         try:
-            lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
+            lowered = to_edge_transform_and_lower(dict(methods), partitioner=[XnnpackPartitioner()]).to_executorch()
             how = "xnnpack"
         except Exception as e:  # XNNPACK refuses some graphs; the portable kernels run every operator
             xnnpack = first_line(e)
-            lowered = to_edge_transform_and_lower(program).to_executorch()
+            lowered = to_edge_transform_and_lower(dict(methods)).to_executorch()
             how = f"portable ({xnnpack})"
     path.write_bytes(bytes(lowered.buffer))
     return how
@@ -312,7 +318,8 @@ def _quiet_fds():
 
 
 class PteRunner:
-    """A ``.pte`` in ExecuTorch's own runtime, called with a feed like every other backend."""
+    """A ``.pte`` in ExecuTorch's own runtime, called with a feed like every other backend. A call at time 1 goes to
+    the one-step method where the program has one (``step``), every other call to ``forward``."""
 
     def __init__(self, path: Path, io: IOSpec):
         with _quiet_torch_logs():
@@ -320,16 +327,26 @@ class PteRunner:
 
         self.io = io
         with _quiet_fds():
-            self.method = Runtime.get().load_program(str(path)).load_method("forward")
+            program = Runtime.get().load_program(str(path))
+            self.methods = {name: program.load_method(name) for name in sorted(program.method_names)}
 
-    def __call__(self, feed: Feed) -> Feed:
+    def method_for(self, feed: Feed) -> str:
+        timed = [spec for spec in self.io.inputs if TIME in spec.shape and spec.name in feed]
+        one_step = bool(timed) and all(feed[spec.name].shape[spec.axis(TIME)] == 1 for spec in timed)
+        return STEP_METHOD if one_step and STEP_METHOD in self.methods else "forward"
+
+    def __call__(self, feed: Feed, method: str | None = None) -> Feed:
         feed = complete(self.io, feed)
+        method = method or self.method_for(feed)
         inputs = [torch.from_numpy(np.ascontiguousarray(feed[spec.name])) for spec in self.io.inputs]
         with _quiet_fds():
-            outputs = self.method.execute(inputs)
+            outputs = self.methods[method].execute(inputs)
         if len(outputs) != len(self.io.outputs):
-            raise RuntimeError(f"the .pte returned {len(outputs)} outputs, expected {len(self.io.outputs)}")
+            raise RuntimeError(f"the .pte's {method} returned {len(outputs)} outputs, expected {len(self.io.outputs)}")
         return {spec.name: out.numpy().copy() for spec, out in zip(self.io.outputs, outputs)}
+
+
+STEP_METHOD = "step"
 
 
 def pte_shape(shape: tuple, fixed: dict[str, int]) -> list:

@@ -57,7 +57,16 @@ def test_quick_bench_runs_every_section_and_writes_json_markdown_and_chart(tmp_p
         assert r["load"][when]["others_cores"] >= 0 and r["load"][when]["seconds"] > 0
     assert isinstance(r["load"]["busy"], list)
     assert r["int8"]["int8_bytes"] < r["int8"]["fp32_bytes"]
-    assert r["export_s"]["lstm-tutorial"] > 0
+    export_s = r["export_s"]["lstm-tutorial"]
+    assert export_s["total"] > 0 and {"load", "torchscript", "onnx", "pt2", "pte", "verify"} <= set(export_s["stages"])
+    assert abs(sum(export_s["stages"].values()) - export_s["total"]) < 1e-6 * export_s["total"] + 1e-3
+    # ExecuTorch's two methods and model.pt2 beside onnxruntime, each loop's characters compared with its
+    edge = r["edge_formats"]
+    loops = {"runtime generate", "onnxruntime session.run loop (.onnx)", "torch.export model.pt2 loop",
+             "ExecuTorch model.pte forward loop", "ExecuTorch model.pte step loop"}
+    assert set(edge["us_per_char"]) == loops and all(v["median"] > 0 for v in edge["us_per_char"].values())
+    assert set(edge["same_characters_as_onnxruntime"]) == {"pt2", "pte forward", "pte step"}
+    assert "unavailable" in edge["pos_ewt"] or edge["pos_ewt"]["ExecuTorch (.pte)"]["tokens_per_s"] > 0
     md = (tmp_path / "results.md").read_text()
     first = md.splitlines()[0]
     assert first.startswith("**BUSY MACHINE: figures not representative**" if r["load"]["busy"] else "Quiet machine")

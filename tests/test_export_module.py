@@ -93,8 +93,11 @@ def test_user_model_exports_with_learned_io_and_passing_parity(exported, name):
     if "model.pte" not in missing:
         pte = m.export["pte"]
         assert "model.pte" in m.files and pte["fixed"] == ({"batch": 1} if "batch" in m.parity["sizes"] else {}) and pte["lowering"] == "xnnpack", pte
-        refusals = ("time" in m.parity["sizes"]) + ("batch" in m.parity["sizes"])  # past its bound, another batch
+        # past its bound, another batch, and time 2 in the one-step method of a model that carries state
+        steps = bool(state) and "time" in m.parity["sizes"] and set(m.parity["sizes"]) <= {"time", "batch"}
+        refusals = ("time" in m.parity["sizes"]) + ("batch" in m.parity["sizes"]) + steps
         assert len(pte["refuses"]) == refusals and all("refused" in r for r in pte["refuses"]), pte
+        assert ("inputs" in pte["step"]) is steps, f"{name}: {pte['step']}"
     assert p["stepping_equals_whole"] is (True if state else None), name
     assert p["padded_equals_alone"] is (True if lengths else None), name
     runtimes = {k: v["status"] for k, v in p["runtimes"].items()}
@@ -201,7 +204,7 @@ torch.manual_seed(3)
 rng = torch.get_rng_state()
 torch.set_grad_enabled(True)
 torch.set_num_threads(2)
-export.export_module(model, args, {str(tmp_path / 'bigru')!r}, names, axes)
+export.export_module(model, args, {str(tmp_path / 'bigru')!r}, names, axes, formats=['pt2'])  # torch.export too
 assert torch.equal(torch.get_rng_state(), rng), "random state changed"
 assert torch.is_grad_enabled(), "grad mode changed"
 assert torch.get_num_threads() == 2, "torch's thread count changed"
@@ -241,7 +244,7 @@ def test_existing_folder_needs_force(exported):
 def test_given_names_and_state_are_used(tmp_path):
     model, args, names, axes = user_models.case_rnnmodel_lstm()
     folder = export.export_module(model, args, tmp_path / "lm", names, axes, output_names=["log_probs", "h_n", "c_n"],
-                                  state={"h_0": "h_n", "c_0": "c_n"}, int8=True)
+                                  state={"h_0": "h_n", "c_0": "c_n"}, int8=True, formats=["ort"])
     m = runtime.load(folder)
     assert [o.name for o in m.io.outputs] == ["log_probs", "h_n", "c_n"]
     assert m.io.state == (("h_0", "h_n"), ("c_0", "c_n"))
@@ -263,7 +266,8 @@ def test_cli_exports_a_module_from_a_file_with_its_checkpoint(tmp_path):
     out = run_cli("export", "--module", "tests/user_models.py:RNNModel", "--kwargs", json.dumps(RNN_KWARGS),
                   "--checkpoint", str(tmp_path / "weights.pt"), "--input", "input:int64[time=7,batch=3]:0..39",
                   "--input", "h_0:float32[2,batch=3,24]", "--input", "c_0:float32[2,batch=3,24]",
-                  "--args", "input, (h_0, c_0)", "--output-names", "log_probs,h_n,c_n", "--out", str(tmp_path / "lm"))
+                  "--args", "input, (h_0, c_0)", "--output-names", "log_probs,h_n,c_n", "--formats", "",
+                  "--out", str(tmp_path / "lm"))
     assert out.returncode == 0, out.stderr
     assert "| " + str(tmp_path / "lm") in out.stdout and "ok" in out.stdout, out.stdout
     lm = runtime.load(tmp_path / "lm")

@@ -91,13 +91,26 @@ def test_pte_fixes_the_batch_and_refuses_another(tmp_path):
     pte = m["export"]["pte"]
     assert pte["fixed"] == {"batch": 1} and pte["inputs"]["input"] == ["time", 1], pte
     assert pte["outputs"]["output_0"] == ["time", 40] and pte["max"]["time"] == program.PTE_MAX_SIZE, pte
-    assert [r.split(":")[0] for r in pte["refuses"]] == ["batch 2", f"time {program.PTE_MAX_SIZE + 1}"], pte
-    method = Runtime.get().load_program(str(folder / "model.pte")).load_method("forward")
+    assert [r.split(":")[0] for r in pte["refuses"]] == ["batch 2", f"time {program.PTE_MAX_SIZE + 1}",
+                                                         "time 2 in step"], pte
+    assert pte["step"]["inputs"]["input"] == [1, 1] and pte["step"]["outputs"]["output_0"] == [1, 40], pte
+    loaded = Runtime.get().load_program(str(folder / "model.pte"))
+    assert set(loaded.method_names) == {"forward", "step"}
+    method, step = loaded.load_method("forward"), loaded.load_method("step")
     for t in (1, 37, 300):
         tokens, h, c = torch.randint(0, 40, (t, 1)), torch.randn(2, 1, 24), torch.randn(2, 1, 24)
-        _close(method.execute([tokens, h, c]), _eager(model, tokens, (h, c)), f"rnnmodel_lstm model.pte T={t}")
+        want = _eager(model, tokens, (h, c))
+        _close(method.execute([tokens, h, c]), want, f"rnnmodel_lstm model.pte forward T={t}")
+        # the one-step method, one token at a time with the state carried, equals the whole sequence
+        outputs, state = [], (h, c)
+        for i in range(t):
+            out, *state = step.execute([tokens[i:i + 1], *state])
+            outputs.append(out)
+        _close([torch.cat(outputs), *state], want, f"rnnmodel_lstm model.pte step x {t}")
     with pytest.raises(RuntimeError):
         method.execute([torch.randint(0, 40, (5, 3)), torch.randn(2, 3, 24), torch.randn(2, 3, 24)])
+    with pytest.raises(RuntimeError):
+        step.execute([torch.randint(0, 40, (2, 1)), torch.randn(2, 1, 24), torch.randn(2, 1, 24)])
 
 
 def test_pt2_keeps_time_and_batch_dynamic_for_a_packed_classifier(tmp_path):
