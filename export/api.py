@@ -1,9 +1,9 @@
 """``export_module``: any trained torch module -> a verified artifact folder (TorchScript + ONNX + manifest).
 
-    describe (signature.py) -> TorchScript (convert.py) -> ONNX, first path that keeps the axes (convert.py,
-    probed by verify.py; the fourth path is the ONNX Scan of the torch.export program, program.py) -> int8
-    (optional) -> ORT format (convert.py) -> model.pt2 and model.pte from the torch.export program of the scan
-    form (program.py) -> full verification (verify.py) -> checks -> write (write.py)
+    describe (signature.py) -> TorchScript (convert.py) -> ONNX, first path that keeps the axes (``_onnx``:
+    convert.py, probed by verify.py; the fourth path is the ONNX Scan of the torch.export program, program.py) ->
+    the optional stages (``_STAGES``: int8, ORT format, model.pt2, model.pte; each makes its files and may add a
+    check) -> full verification (verify.py) -> checks -> write (write.py)
 
 Nothing is written at ``folder`` unless every check passed; the caller's torch state (random generators, grad
 mode, anything it scripted before) is as it was after the call.
@@ -205,75 +205,32 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
                        "torchscript": torch_backend(scripted, sig.io, sig.structure, sig.guard)},
                       job.custom, {"eager": model, "torchscript": scripted})
 
-    exported = _Programs(model, args, sig, job)
-    paths = {"auto": ONNX_PATHS, "torchscript": ONNX_PATHS[:2], "dynamo": ONNX_PATHS[2:]}[job.exporter]
-    attempts: list[str] = []
-    first = programs.needs_scan(model) if "scan" in paths else None
-    if first:  # layers the ONNX RNN operators cannot hold portably: the Scan form first
-        attempts.append(f"scan tried first: {first}")
-        paths = ("scan", *(p for p in paths if p != "scan"))
-    chosen = None
-    for path in paths:
-        if path == "scripted" and ts_method != "script":
-            attempts.append("scripted: skipped (the module does not script)")
-            continue
-        say(f"{name}: ONNX via {path} ...")
-        if path == "scan":
-            try:
-                program = exported.get({})
-            except ExportError as e:
-                attempts.append(f"scan: {' '.join(str(e).split())}")
-                continue
-            ok, detail = _try_onnx(program.program, args, tmp, manifest, sig, subject, path)
-        else:
-            ok, detail = _try_onnx(model if path != "scripted" else scripted, args, tmp, manifest, sig, subject, path)
-        attempts.append(f"{path}: {detail}")
-        if ok:
-            chosen = path
-            break
-    manifest.export.update(_exporter_record(chosen, attempts))
-    if chosen is None:
-        failures = "\n".join(f"  {a}" for a in attempts)
-        raise ExportError(f"{name}: no ONNX path keeps the declared axes dynamic; not written:\n{failures}")
+    build = _Build(tmp, sig, manifest, subject, _Programs(model, args, sig, job),
+                   ["fp32", "int8"] if job.int8 else ["fp32"])
+    attempts = _onnx(job, build, model, scripted, ts_method)
 
     files = [ONNX_FILE, TORCHSCRIPT_FILE]
     for file_name, data in job.extra_files.items():
         (tmp / file_name).write_bytes(data)
         files.append(file_name)
-    if job.int8:
-        say(f"{name}: int8 (onnxruntime dynamic quantization) ...")
-        quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
-        check_onnx(tmp / INT8_FILE, sig.io)
-        files.append(INT8_FILE)
-    variants = ["fp32", "int8"] if job.int8 else ["fp32"]
-    if "ort" in job.formats:
-        say(f"{name}: ORT format ...")
-        manifest.export["ort"] = to_ort(tmp, variants, job.previous, job.dest)
-        files += [*(ORT_VARIANTS[v] for v in variants), OPS_CONFIG]
-    not_written: dict[str, str] = {}
-    pte_diffs: list[Diff] = []
-    if "pt2" in job.formats:
-        files += _pt2(job, exported, subject, tmp, manifest, not_written)
-    if "pte" in job.formats:
-        files += _pte(job, exported, subject, tmp, manifest, not_written, pte_diffs)
-    if not_written:
-        manifest.export["not_written"] = not_written
+    stages = [_STAGES[s] for s in _STAGES if (job.int8 if s == "int8" else s in job.formats)]
+    for stage in stages:
+        files += stage.make(job, build)
+    if build.not_written:
+        manifest.export["not_written"] = build.not_written
     manifest.files = {f: sha256_bytes((tmp / f).read_bytes()) for f in files}
     write_manifest(tmp, manifest)
 
     say(f"{name}: verifying {', '.join(subject.backends)} and onnxruntime ...")
     loaded = runtime.load(tmp)
     subject.backends["onnxruntime"] = runtime_backend(loaded)
-    diffs = verify(subject) + pte_diffs
+    diffs = verify(subject) + build.diffs
     say(f"{name}: the same model.onnx in {', '.join(OTHER_RUNTIMES)} ...")
     real = job.runtime_feeds(loaded) if job.runtime_feeds else []
     cross, record = check_runtimes(subject, tmp / ONNX_FILE, real)
     diffs += cross
     results = [{"what": what, "ok": ok, "detail": detail} for what, ok, detail in job.facts]
-    if job.int8:
-        results.append(_int8_check(subject, loaded, tmp))
-    if "ort" in job.formats:
-        results.append(_ort_check(subject, tmp, variants))
+    results += [stage.check(build, loaded) for stage in stages if stage.check]
     for check in job.checks:
         ok, detail = check.run(loaded)
         results.append({"what": check.what, "ok": ok, "detail": detail})
@@ -302,6 +259,84 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
     if failed:
         raise ParityError("artifact check(s) failed:\n" + "\n".join(f"  {name}: {c['what']}: {c['detail']}"
                                                                      for c in failed))
+
+
+@dataclass
+class _Build:
+    """The artifact being built in ``tmp``, as the stages after ONNX read it and add to it."""
+
+    tmp: Path
+    sig: Signature
+    manifest: Manifest
+    subject: Subject  # the verified backends: a stage that passes its own checks may add its format's
+    exported: "_Programs"
+    variants: list[str]  # the ONNX variants: fp32, and int8 when asked for
+    not_written: dict[str, str] = field(default_factory=dict)  # format -> why it could not be made
+    diffs: list[Diff] = field(default_factory=list)  # a stage's own verification, joined to the whole artifact's
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """One optional format. ``make`` writes its files into the folder being built, from the module, its
+    torch.export programs or an earlier stage's file, and returns their names (none where it records why it could
+    not); ``check``, once the whole artifact loads through the runtime, gives one result for the parity record.
+    A new format is one more entry in ``_STAGES``: no other stage changes."""
+
+    make: Callable[[_Job, _Build], list[str]]
+    check: Callable[[_Build, runtime.Model], dict] | None = None
+
+
+def _onnx(job: _Job, build: _Build, model: torch.nn.Module, scripted, ts_method: str) -> list[str]:
+    """model.onnx: the first ONNX path whose graph passes the length probes against eager (the manifest records
+    every attempt); raises ExportError naming each when none does."""
+    name, tmp, manifest, sig, subject, exported = (job.name, build.tmp, build.manifest, build.sig, build.subject,
+                                                   build.exported)
+    args = _example_args(sig)
+    paths = {"auto": ONNX_PATHS, "torchscript": ONNX_PATHS[:2], "dynamo": ONNX_PATHS[2:]}[job.exporter]
+    attempts: list[str] = []
+    first = programs.needs_scan(model) if "scan" in paths else None
+    if first:  # layers the ONNX RNN operators cannot hold portably: the Scan form first
+        attempts.append(f"scan tried first: {first}")
+        paths = ("scan", *(p for p in paths if p != "scan"))
+    chosen = None
+    for path in paths:
+        if path == "scripted" and ts_method != "script":
+            attempts.append("scripted: skipped (the module does not script)")
+            continue
+        job.say(f"{name}: ONNX via {path} ...")
+        if path == "scan":
+            try:
+                program = exported.get({})
+            except ExportError as e:
+                attempts.append(f"scan: {' '.join(str(e).split())}")
+                continue
+            ok, detail = _try_onnx(program.program, args, tmp, manifest, sig, subject, path)
+        else:
+            ok, detail = _try_onnx(model if path != "scripted" else scripted, args, tmp, manifest, sig, subject, path)
+        attempts.append(f"{path}: {detail}")
+        if ok:
+            chosen = path
+            break
+    manifest.export.update(_exporter_record(chosen, attempts))
+    if chosen is None:
+        failures = "\n".join(f"  {a}" for a in attempts)
+        raise ExportError(f"{name}: no ONNX path keeps the declared axes dynamic; not written:\n{failures}")
+    return attempts
+
+
+def _int8(job: _Job, build: _Build) -> list[str]:
+    """model.int8.onnx from model.onnx (onnxruntime's dynamic quantization)."""
+    job.say(f"{job.name}: int8 (onnxruntime dynamic quantization) ...")
+    quantize_int8(build.tmp / ONNX_FILE, build.tmp / INT8_FILE)
+    check_onnx(build.tmp / INT8_FILE, build.sig.io)
+    return [INT8_FILE]
+
+
+def _ort(job: _Job, build: _Build) -> list[str]:
+    """model.ort (and model.int8.ort) from each ONNX variant, with the operators config a minimal build needs."""
+    job.say(f"{job.name}: ORT format ...")
+    build.manifest.export["ort"] = to_ort(build.tmp, build.variants, job.previous, job.dest)
+    return [*(ORT_VARIANTS[v] for v in build.variants), OPS_CONFIG]
 
 
 class _Programs:
@@ -348,23 +383,23 @@ def _args_at(sig: Signature, sizes: dict[str, int], custom: Custom | None, fixed
     return args if isinstance(args, tuple) else (args,)
 
 
-def _skip(job: _Job, fmt: str, why: str, not_written: dict[str, str]) -> list[str]:
+def _skip(job: _Job, build: _Build, fmt: str, why: str) -> list[str]:
     """A format that cannot be made: with ``formats=`` naming it, the export fails; else it is recorded and said."""
     if job.required:
         raise ExportError(f"{job.name}: {fmt} cannot be made: {why}")
-    not_written[fmt] = why
+    build.not_written[fmt] = why
     job.say(f"{job.name}: {fmt} not written: " + "; ".join(line.strip() for line in why.splitlines() if line.strip()))
     return []
 
 
-def _pt2(job: _Job, exported: _Programs, subject: Subject, tmp: Path, manifest: Manifest,
-         not_written: dict[str, str]) -> list[str]:
+def _pt2(job: _Job, build: _Build) -> list[str]:
     """model.pt2: the program with every symbol dynamic, saved, loaded back and probed against eager; it then
     joins the verified backends (every pair, every size, stepping)."""
+    exported, subject, tmp, manifest = build.exported, build.subject, build.tmp, build.manifest
     try:
         program = exported.get({})
     except ExportError as e:
-        return _skip(job, PT2_FILE, str(e), not_written)
+        return _skip(job, build, PT2_FILE, str(e))
     job.say(f"{job.name}: {PT2_FILE} ...")
     programs.save_pt2(program.program, tmp / PT2_FILE)
     backend = torch_backend(programs.load_pt2(tmp / PT2_FILE), subject.io, exported.sig.structure)
@@ -373,21 +408,21 @@ def _pt2(job: _Job, exported: _Programs, subject: Subject, tmp: Path, manifest: 
     bad = [d for c in probe_cases(subject.plan, subject.io) for d in check_backends(probe, c) if not d.ok]
     if bad:
         (tmp / PT2_FILE).unlink()
-        return _skip(job, PT2_FILE, f"{len(bad)} probe comparisons failed, e.g. {bad[0]}", not_written)
+        return _skip(job, build, PT2_FILE, f"{len(bad)} probe comparisons failed, e.g. {bad[0]}")
     subject.backends["pt2"] = backend
     manifest.export["pt2"] = {"file": PT2_FILE, "torch_export": {"strict": program.strict, "attempts": program.attempts},
                               "scan_layers": program.layers, "load": "torch.export.load(path).module()"}
     return [PT2_FILE]
 
 
-def _pte(job: _Job, exported: _Programs, subject: Subject, tmp: Path, manifest: Manifest,
-         not_written: dict[str, str], diffs: list[Diff]) -> list[str]:
+def _pte(job: _Job, build: _Build) -> list[str]:
     """model.pte: the program exported again with the batch fixed (ExecuTorch keeps only the time axis dynamic),
     lowered with XNNPACK, run in ExecuTorch's runtime against eager at every verified size it takes, stepping
     included, and held to refuse (an error, not an answer) another batch and a sequence past its bound."""
+    exported, subject, tmp, manifest = build.exported, build.subject, build.tmp, build.manifest
     version = programs.executorch_version()
     if version is None:
-        return _skip(job, PTE_FILE, programs.EXECUTORCH_MISSING, not_written)
+        return _skip(job, build, PTE_FILE, programs.EXECUTORCH_MISSING)
     io = subject.io
     fixed = {BATCH: job.pte_batch} if any(BATCH in t.shape for t in io.inputs) else {}
     symbols = dict.fromkeys(d for t in io.inputs for d in t.shape if isinstance(d, str) and d not in fixed)
@@ -395,7 +430,7 @@ def _pte(job: _Job, exported: _Programs, subject: Subject, tmp: Path, manifest: 
     try:
         program = exported.get(fixed, largest=bounds)
     except ExportError as e:
-        return _skip(job, PTE_FILE, str(e), not_written)
+        return _skip(job, build, PTE_FILE, str(e))
     methods, step = {"forward": program.program}, _pte_step(job, exported, io, fixed)
     if isinstance(step, programs.Program):
         methods[programs.STEP_METHOD] = step.program
@@ -404,7 +439,7 @@ def _pte(job: _Job, exported: _Programs, subject: Subject, tmp: Path, manifest: 
         lowering = programs.lower_pte(methods, tmp / PTE_FILE)
         runner = programs.PteRunner(tmp / PTE_FILE, io)
     except Exception as e:  # ExecuTorch's lowering and loader raise many types; the first line says which
-        return _skip(job, PTE_FILE, f"ExecuTorch lowering failed: {programs.first_line(e)}", not_written)
+        return _skip(job, build, PTE_FILE, f"ExecuTorch lowering failed: {programs.first_line(e)}")
     pair = Subject(subject.name, subject.kind, io, subject.plan, {"eager": subject.backends["eager"], "pte": runner},
                    subject.custom)
     # Time-1 calls go to the step method: the cases at time 1 and stepping check it against eager and forward.
@@ -415,9 +450,9 @@ def _pte(job: _Job, exported: _Programs, subject: Subject, tmp: Path, manifest: 
     bad = [d for d in found if not d.ok]
     if bad and not job.required:
         (tmp / PTE_FILE).unlink()
-        return _skip(job, PTE_FILE, f"{len(bad)} of {len(found)} comparisons in ExecuTorch failed, e.g. {bad[0]}",
-                     not_written)
-    diffs += found
+        return _skip(job, build, PTE_FILE,
+                     f"{len(bad)} of {len(found)} comparisons in ExecuTorch failed, e.g. {bad[0]}")
+    build.diffs += found
     one_step = {TIME: 1, **fixed}
     manifest.export["pte"] = {
         "file": PTE_FILE, "executorch": version, "lowering": lowering,
@@ -546,12 +581,12 @@ def _exporter_record(chosen: str | None, attempts: list[str]) -> dict:
             "exporter_attempts": attempts}
 
 
-def _int8_check(subject: Subject, fp32: runtime.Model, tmp: Path) -> dict:
+def _int8_check(build: _Build, fp32: runtime.Model) -> dict:
     """int8 vs fp32 (``fp32``, loaded already) through the runtime on the probe sizes: relative RMS error per
     float output, its worst over the sizes. The detail names the worst size only on failure: which size is
     worst can change with the CPU's int8 kernels, and a passing detail must read the same on every machine but
     for its figures (``_keep_recorded_figures``)."""
-    q = runtime.load(tmp, variant="int8")
+    subject, q = build.subject, runtime.load(build.tmp, variant="int8")
     cases = probe_cases(subject.plan, subject.io)
     worst: dict[str, tuple[float, str]] = {}  # float output -> (its worst error, where)
     for case in cases:
@@ -574,9 +609,10 @@ def _int8_check(subject: Subject, fp32: runtime.Model, tmp: Path) -> dict:
             "detail": detail}
 
 
-def _ort_check(subject: Subject, tmp: Path, variants: list[str]) -> dict:
+def _ort_check(build: _Build, loaded: runtime.Model) -> dict:
     """Each ORT-format file answers as its ONNX source, both through the runtime, at every probe size (fp32
     tolerances; measured: identical)."""
+    subject, tmp, variants = build.subject, build.tmp, build.variants
     cases = probe_cases(subject.plan, subject.io)
     diffs: list[Diff] = []
     for v in variants:
@@ -592,6 +628,11 @@ def _ort_check(subject: Subject, tmp: Path, variants: list[str]) -> dict:
                     f"(fp32 tolerances)", "ok": not bad,
             "detail": f"{len(diffs)} comparisons over {len(cases)} probe sizes: max abs diff {worst:.3g}"
                       + (f"; {len(bad)} failed, e.g. {bad[0]}" if bad else "")}
+
+
+# The optional stages in the order they run (the ORT stage converts the int8 file when there is one).
+_STAGES = {"int8": _Stage(_int8, _int8_check), "ort": _Stage(_ort, _ort_check), "pt2": _Stage(_pt2),
+           "pte": _Stage(_pte)}
 
 
 # ---- figures measured on this CPU ------------------------------------------------------------------------------
