@@ -10,6 +10,6 @@ The registered models (``python -m export --list``) live in ``export.zoo`` and a
 """
 
 from .api import Check, export_module
-from .errors import DataError, ExportError, ParityError, SignatureError, WriteError
+from .errors import DataError, ExportError, ExportWarning, ParityError, PortabilityWarning, SignatureError, WriteError
 
-__all__ = ["export_module", "Check", "ExportError", "ParityError", "SignatureError", "WriteError", "DataError"]
+__all__ = ["export_module", "Check", "ExportError", "ParityError", "SignatureError", "WriteError", "DataError", "ExportWarning", "PortabilityWarning"]

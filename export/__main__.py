@@ -13,10 +13,12 @@ if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
     os.execve(sys.executable, [sys.executable, "-m", "export", *sys.argv[1:]], {**os.environ, "PYTHONHASHSEED": "0"})
 
 import argparse  # noqa: E402
+import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from . import cli  # noqa: E402
 from .convert import EXPORTERS, ExportError  # noqa: E402
+from .errors import ExportWarning  # noqa: E402
 from .write import WriteError, check_writable  # noqa: E402
 from .zoo.build import export  # noqa: E402
 from .zoo.registry import REGISTRY  # noqa: E402
@@ -111,8 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name}: train, export, verify ...", file=sys.stderr, flush=True)
         try:
-            r = export(REGISTRY[name], args.out, exporter=args.exporter, force=args.force, retrain=args.retrain,
-                       formats=args.formats)
+            with warnings.catch_warnings(record=True) as said:  # an ExportWarning is one "warning:" line here
+                warnings.simplefilter("always", ExportWarning)
+                r = export(REGISTRY[name], args.out, exporter=args.exporter, force=args.force, retrain=args.retrain,
+                           formats=args.formats)
+            for w in said:
+                if issubclass(w.category, ExportWarning):
+                    print(f"warning: {w.message}", file=sys.stderr, flush=True)
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         except DataError as e:  # bad data fails the whole run at once: the next model would read it too
             return _fail(f"{name}: not written: {e}", 1)
         except WriteError as e:  # a full disk, a read-only file system: so would the next model's

@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -29,13 +31,13 @@ from runtime.artifact import (BATCH, INT8_FILE, ONNX_FILE, OPS_CONFIG, ORT_VARIA
                               write_manifest)
 from .convert import (EXPORTERS, ONNX_PATHS, OPSET, check_onnx, quantize_int8, to_onnx, to_ort,
                       to_torchscript, quiet_export_tools)
-from .errors import ExportError, ParityError, SignatureError
+from .errors import ExportError, ExportWarning, ParityError, PortabilityWarning, SignatureError
 from . import program as programs
 from .diagnose import declared_pins, explain, pinned_places, suspect_symbols
 from .feeds import Custom, Feed, make_feed
 from .rewrite import portable_recurrent
-from .signature import AttributeGuard, Signature, infer, torch_backend, unflatten
-from .verify import (OTHER_RUNTIMES, Case, Diff, Subject, case_feed, check_backends, check_runtimes, check_stepping,
+from .signature import AttributeGuard, FlatOutputs, Signature, infer, returns_lists, torch_backend, unflatten
+from .verify import (MAY_REFUSE, OTHER_RUNTIMES, Case, Diff, Subject, case_feed, check_backends, check_runtimes, check_stepping,
                      fixed_cases, probe_cases, raise_on_failure, runtime_backend, summarize, verify)
 from .write import check_writable, publish, staging
 
@@ -74,6 +76,9 @@ class _Job:
     required: bool = False  # the caller named the formats: each must pass, or the export fails
     pte_batch: int = 1
     pte_max: dict[str, int] = field(default_factory=dict)
+    portable: bool = False  # every installed ONNX runtime must agree with onnxruntime, or the export fails
+    stage: str = ""  # the last progress line: where an unexpected failure happened
+    warn: Callable[..., None] = print  # (message, category=ExportWarning)
     previous: dict | None = None  # the manifest (JSON) of the artifact this export replaces, if any
     dest: Path | None = None  # where the artifact is published (the one it replaces is there until then)
 
@@ -88,7 +93,7 @@ class Check:
 
 
 def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_names: Sequence[str],
-                  axes: dict[str, dict[int, str]], output_names: Sequence[str] | None = None,
+                  axes: dict[str, dict[int, str]] | None = None, output_names: Sequence[str] | None = None,
                   lengths: str | None = None, state: dict[str, str] | None = None, int8: bool = False,
                   force: bool = False, *, exporter: str = "auto", kind: str = "module", name: str | None = None,
                   config: dict | None = None, vocab: dict | None = None, info: dict | None = None,
@@ -96,12 +101,14 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
                   custom_inputs: Custom | None = None, extra_files: dict[str, bytes] | None = None,
                   runtime_feeds: Callable[[runtime.Model], list[Feed]] | None = None,
                   log: Callable[[str], None] | None = None, formats: Sequence[str] | None = None,
-                  pte_batch: int = 1, pte_max: dict[str, int] | None = None) -> Path:
+                  pte_batch: int = 1, pte_max: dict[str, int] | None = None, portable: bool = False,
+                  dynamic_axes: dict | None = None) -> Path:
     """Export ``model`` to TorchScript and ONNX with its ``axes`` dynamic, verify it, and write ``folder``.
 
     ``args``: forward's example arguments as torch.onnx.export takes them (a tuple of tensors and nested tuples
     of tensors); ``input_names`` name the flattened tensors in order; ``axes`` maps input names to
-    ``{axis: symbol}`` ("time", "batch", or any other name, e.g. "width"); outputs' axes are learned by running
+    ``{axis: symbol}`` ("time", "batch", or any other name, e.g. "width"; torch.onnx's ``dynamic_axes=`` is taken
+    for it, its outputs' entries dropped); outputs' axes are learned by running
     the module. ``lengths`` names the input holding each sequence's valid length along "time"; ``state`` maps
     state inputs to the outputs that continue them ({"h_0": "h_n"}), detected when not given. ``int8`` also
     writes model.int8.onnx, checked against fp32. Each .onnx is also written in ORT format (model.ort,
@@ -113,6 +120,12 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
     formats ("ort", "pt2", "pte"); by default all are written wherever they pass, and one that cannot be made is
     recorded in the manifest (``export.not_written``) and said once; named ones must pass. ``force`` replaces an
     existing folder.
+
+    model.onnx is also run in the other installed ONNX runtimes (the ONNX reference evaluator, OpenVINO, tract)
+    and each is recorded as agrees, refused (why) or disagrees (max diff, first failing case). Where torch and
+    onnxruntime (what ``runtime`` runs) agree, another runtime's refusal or wrong answer is one warning line
+    (``PortabilityWarning``, or a "warning:" line in ``log``), not a failure; ``portable=True`` requires every
+    installed runtime to agree (tract may refuse, never answer wrong).
 
     The keyword-only arguments are for model zoos built on this function (the registered models use them):
     ``exporter`` ("auto" tries torch's TorchScript-based exporter on the traced module, then on the scripted
@@ -129,6 +142,14 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
     """
     if not isinstance(model, torch.nn.Module):
         raise ExportError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if dynamic_axes is not None:  # torch.onnx.export's name for the same {input: {axis: symbol}}
+        if axes:
+            raise ExportError("axes and dynamic_axes name the same thing (torch.onnx's name is dynamic_axes): "
+                              "pass one")
+        axes = _from_dynamic_axes(dynamic_axes, list(input_names))
+    if axes is None:
+        raise ExportError("axes: declare the axes that vary, e.g. axes={'x': {0: 'time', 1: 'batch'}} "
+                          "(dynamic_axes=, torch.onnx's name, is taken too)")
     if exporter not in EXPORTERS:
         raise ExportError(f"exporter: expected one of {EXPORTERS}, got {exporter!r}")
     wanted = FORMATS if formats is None else tuple(dict.fromkeys([formats] if isinstance(formats, str) else formats))
@@ -148,9 +169,15 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
         raise ExportError(f"{dest} exists; pass force=True (--force) to replace it")
     if dest.exists() and not dest.is_dir():
         raise ExportError(f"{dest}: expected an artifact folder, got a file")
+    def say(message: str) -> None:
+        job.stage = message.split(": ", 1)[-1].rstrip(" .")
+        if log is not None:
+            log(message)
+
     job = _Job(name, kind, exporter, config or {}, vocab or {}, info or {}, int8, checks, facts, custom_inputs,
-               extra_files or {}, runtime_feeds, log or (lambda message: None), formats=wanted,
-               required=formats is not None, pte_batch=pte_batch, pte_max=dict(pte_max or {}), dest=dest)
+               extra_files or {}, runtime_feeds, say, formats=wanted,
+               required=formats is not None, pte_batch=pte_batch, pte_max=dict(pte_max or {}), dest=dest,
+               portable=bool(portable), warn=_warner(log))
 
     grad, threads = torch.is_grad_enabled(), torch.get_num_threads()
     guard = AttributeGuard(model)
@@ -165,16 +192,113 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
                             lengths, state, custom_inputs, guard)
             except SignatureError as e:
                 raise ExportError(f"{name}: {e}") from None
+            except Exception as e:  # the module's own failure on its example: named, never raw
+                raise ExportError(f"{name}: running the module on its example failed: "
+                                  f"{programs.first_line(e)}") from e
             job.say(f"{name}: IO {_io_line(sig)}")
+            for message in _silent_pins(model, sig) + _state_hints(model, sig, state):
+                job.warn(f"{name}: {message}")
             with staging(dest) as tmp:
                 job.previous = _recorded(dest)  # after staging put back a previous artifact a kill left aside
-                _build(job, model, sig, tmp)
-                publish(tmp, dest, replace=force)  # OSErrors in here: WriteError, one line (write.staging)
+                try:
+                    _build(job, model, sig, tmp)
+                except ExportError as e:  # every message starts with the model's name
+                    if str(e).startswith(f"{name}: "):
+                        raise
+                    raise type(e)(f"{name}: {e}") from e.__cause__
+                except OSError:  # WriteError, one line (write.staging)
+                    raise
+                except Exception as e:  # torch's own failures: never raw, always the model, stage and line
+                    raise ExportError(f"{name}: {job.stage or 'export'} failed: {programs.first_line(e)}") from e
+                publish(tmp, dest, replace=force)
     finally:
         torch.set_grad_enabled(grad)
         torch.set_num_threads(threads)
         guard.restore(model)
     return dest
+
+
+def _warner(log: Callable[[str], None] | None) -> Callable[..., None]:
+    """One warning line: into ``log`` where the caller reads progress there (the CLI), else a Python warning."""
+    def warn(message: str, category: type[Warning] = ExportWarning) -> None:
+        if log is not None:
+            log(f"warning: {message}")
+        else:
+            warnings.warn(message, category, stacklevel=_caller_level())
+    return warn
+
+
+def _caller_level() -> int:
+    """``warnings.warn``'s stacklevel for the first frame outside this package: the user's call."""
+    package = str(Path(__file__).resolve().parent)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _from_dynamic_axes(dynamic_axes, input_names: list[str]) -> dict[str, dict[int, str]]:
+    """torch.onnx.export's ``dynamic_axes`` as ``axes``: {name: {axis: symbol}} is the same; {name: [axis, ...]}
+    (torch.onnx names such axes itself) needs the symbols, so it is refused saying how to write them. Entries for
+    outputs (which torch.onnx takes too) are dropped: export_module learns the outputs' axes by running."""
+    if not isinstance(dynamic_axes, dict):
+        raise ExportError(f"dynamic_axes: expected a dict like {{'x': {{0: 'time', 1: 'batch'}}}}, got "
+                          f"{type(dynamic_axes).__name__}")
+    axes = {}
+    for k, v in dynamic_axes.items():
+        if isinstance(v, (list, tuple)):
+            example = ", ".join(f"{a}: SYMBOL" for a in v)
+            raise ExportError(f"dynamic_axes[{k!r}]: a list of axes ({list(v)}) names no symbols; give each one, "
+                              f"e.g. axes={{{k!r}: {{{example}}}}} with SYMBOL 'time', 'batch' or a name of yours "
+                              f"(axes of the same size share one)")
+        if k in input_names:
+            axes[k] = v
+    return axes
+
+
+def _silent_pins(model: torch.nn.Module, sig: Signature) -> list[str]:
+    """Axes that are fixed because none was declared, where that is rarely meant: an input of rank >= 2 with no
+    dynamic axis, and a module with a sequence layer (nn.LSTM/GRU/RNN) whose inputs have no axis but batch that
+    varies (a CRNN's time follows its image's 'width')."""
+    found = [f"input {t.name!r} has no dynamic axis: its shape {list(t.shape)} is fixed at every call (declare "
+             f"the axes that vary in axes=, e.g. {{{t.name!r}: {{0: 'time', 1: 'batch'}}}})"
+             for t in sig.io.inputs if len(t.shape) >= 2 and not any(isinstance(d, str) for d in t.shape)]
+    sequence_layer = any(isinstance(m, (torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN)) for m in model.modules())
+    varying = any(isinstance(d, str) and d != BATCH for t in sig.io.inputs for d in t.shape)  # CRNN: 'width'
+    if sequence_layer and not varying:
+        shapes = ", ".join(f"{t.name}{list(t.shape)}" for t in sig.io.inputs)
+        found.append(f"no input declares a 'time' axis, so every call takes sequences of the example's length "
+                     f"({shapes}); declare it in axes= if lengths vary")
+    return found
+
+
+_STATE_AFFIXES = re.compile(r"^(new|next|out|updated)_|_(0|n|in|out|new|next|prev)$|(?<=[a-z])(0|n|N)$")
+_RECURRENT = (torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN, torch.nn.LSTMCell, torch.nn.GRUCell, torch.nn.RNNCell)
+
+
+def _state_hints(model: torch.nn.Module, sig: Signature, given: dict | None) -> list[str]:
+    """A per-call model (no time axis: a streaming VAD, a predictor or decoder step) has no sequence to split,
+    so its state cannot be detected by running: propose the pairs whose names and shapes match (``state`` ->
+    ``stateN``, ``h`` -> ``h_n``, ``hidden`` -> ``new_hidden``), or say how to pass ``state=``."""
+    if given or sig.io.state or any(TIME in t.shape for t in sig.io.inputs):
+        return []
+    floats = [t for t in sig.io.inputs if t.dtype == "float32"]
+    outs = [t for t in sig.io.outputs if t.dtype == "float32"]
+    root = lambda name: _STATE_AFFIXES.sub("", name.lower())  # noqa: E731
+    pairs = {}
+    for t in floats:
+        match = [o.name for o in outs if o.shape == t.shape and o.name != t.name and root(o.name) == root(t.name)]
+        if len(match) == 1:
+            pairs[t.name] = match[0]
+    if pairs:
+        return [f"inputs and outputs that look like recurrent state, by name and shape: {pairs}; the artifact records "
+                f"no state unless you pass state={pairs} (then the runtime starts them at zeros and carries them "
+                f"from call to call)"]
+    same_shape = any(o.shape == t.shape for t in floats for o in outs)  # could carry state, names aside
+    if same_shape and any(isinstance(m, _RECURRENT) for m in model.modules()):
+        return ["a recurrent model with no time axis and no state pair found: if it is called once per step, "
+                "pass state={'INPUT': 'OUTPUT'} naming each state input and the output that continues it"]
+    return []
 
 
 def _io_line(sig: Signature) -> str:
@@ -192,7 +316,10 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
     args = _example_args(sig)
     say(f"{name}: TorchScript ...")
     sig.guard.restore(model)
-    ts_method, ts_reason = to_torchscript(model, args, tmp / TORCHSCRIPT_FILE)
+    lists = returns_lists(model(*args))
+    sig.guard.restore(model)
+    exportable = FlatOutputs(model).eval() if lists else model  # what tracing and the exporters take
+    ts_method, ts_reason = to_torchscript(model, args, tmp / TORCHSCRIPT_FILE, exportable)
     with quiet_export_tools():  # torch.jit.load's deprecation warning
         scripted = torch.jit.load(str(tmp / TORCHSCRIPT_FILE))
     manifest = Manifest(name=name, kind=job.kind, config=job.config, io=sig.io, vocab=job.vocab,
@@ -200,14 +327,17 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
                                 "torch": torch.__version__, "onnx": onnx.__version__,
                                 "onnxruntime": onnxruntime.__version__, "signature": sig.notes, **job.info},
                         parity={"plan": sig.plan.to_json()})
+    if lists:
+        manifest.export["flattened_outputs"] = ("forward returns Python lists: exported through a wrapper that "
+                                                "flattens its outputs into one tuple, in the order of the outputs")
     subject = Subject(name, job.kind, sig.io, sig.plan,
                       {"eager": torch_backend(model, sig.io, sig.structure, sig.guard),
                        "torchscript": torch_backend(scripted, sig.io, sig.structure, sig.guard)},
                       job.custom, {"eager": model, "torchscript": scripted})
 
-    build = _Build(tmp, sig, manifest, subject, _Programs(model, args, sig, job),
+    build = _Build(tmp, sig, manifest, subject, _Programs(exportable, args, sig, job),
                    ["fp32", "int8"] if job.int8 else ["fp32"])
-    attempts = _onnx(job, build, model, scripted, ts_method)
+    attempts = _onnx(job, build, exportable, scripted, ts_method, ts_reason)
 
     files = [ONNX_FILE, TORCHSCRIPT_FILE]
     for file_name, data in job.extra_files.items():
@@ -228,7 +358,17 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
     say(f"{name}: the same model.onnx in {', '.join(OTHER_RUNTIMES)} ...")
     real = job.runtime_feeds(loaded) if job.runtime_feeds else []
     cross, record = check_runtimes(subject, tmp / ONNX_FILE, real)
-    diffs += cross
+    if job.portable:
+        diffs += cross
+    for runtime_name, entry in record.items():
+        if entry["status"] == "disagrees" and not job.portable:
+            job.warn(f"{name}: {runtime_name} disagrees with onnxruntime in {entry['failed']} of "
+                     f"{entry['comparisons']} comparisons (first: {entry['first_failure']}); model.onnx is written "
+                     f"for onnxruntime, which agrees with torch ({_PORTABLE_HINT})", PortabilityWarning)
+        elif entry["status"] == "refused" and (not job.portable or runtime_name in MAY_REFUSE):
+            job.warn(f"{name}: {runtime_name} refuses model.onnx: {entry['error'][:200]}"
+                     + ("" if job.portable or runtime_name in MAY_REFUSE else f" ({_PORTABLE_HINT})"),
+                     PortabilityWarning)
     results = [{"what": what, "ok": ok, "detail": detail} for what, ok, detail in job.facts]
     results += [stage.check(build, loaded) for stage in stages if stage.check]
     for check in job.checks:
@@ -236,7 +376,7 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
         results.append({"what": check.what, "ok": ok, "detail": detail})
     manifest.parity = {**summarize(diffs, subject), "checks": results, "plan": sig.plan.to_json(),
                        "runtimes": {"onnxruntime": {"version": onnxruntime.__version__, "status": "reference"},
-                                    **record}}
+                                    **record}, "portable_required": job.portable}
     if job.int8:
         manifest.export["int8_runtimes"] = INT8_RUNTIMES
     if job.previous is not None and all(d.ok for d in diffs) and all(c["ok"] for c in results):
@@ -250,7 +390,10 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
             notes.append(f"model.pt was traced: {ts_reason}")
         notes.append("model.onnx came from: " + "; ".join(attempts))
         if any(not d.ok and d.check.startswith("onnxruntime vs") for d in diffs):
-            notes.append(f"other ONNX runtimes disagree with onnxruntime: the graph is not portable ({PORTABILITY})")
+            notes.append("other ONNX runtimes disagree with onnxruntime: the graph is not portable"
+                         + (f" ({PORTABILITY})" if _reads_packed_lstm(model, sig) else "")
+                         + "; without portable=True (--portable) it is written for onnxruntime, which agrees "
+                           "with torch, and each runtime's result is recorded")
         try:
             raise_on_failure(diffs)
         except ParityError as e:
@@ -286,7 +429,7 @@ class _Stage:
     check: Callable[[_Build, runtime.Model], dict] | None = None
 
 
-def _onnx(job: _Job, build: _Build, model: torch.nn.Module, scripted, ts_method: str) -> list[str]:
+def _onnx(job: _Job, build: _Build, model: torch.nn.Module, scripted, ts_method: str, ts_reason: str) -> list[str]:
     """model.onnx: the first ONNX path whose graph passes the length probes against eager (the manifest records
     every attempt); raises ExportError naming each when none does."""
     name, tmp, manifest, sig, subject, exported = (job.name, build.tmp, build.manifest, build.sig, build.subject,
@@ -301,7 +444,7 @@ def _onnx(job: _Job, build: _Build, model: torch.nn.Module, scripted, ts_method:
     chosen = None
     for path in paths:
         if path == "scripted" and ts_method != "script":
-            attempts.append("scripted: skipped (the module does not script)")
+            attempts.append(f"scripted: skipped ({ts_reason.removesuffix('; traced instead')})")
             continue
         job.say(f"{name}: ONNX via {path} ...")
         if path == "scan":
@@ -536,6 +679,11 @@ def _try_onnx(module, args, tmp: Path, manifest: Manifest, sig: Signature, subje
             raise
         return False, f"export failed: {type(e).__name__}: {e}"
     except Exception as e:  # each exporter fails in its own way; the reason is recorded and the next tried
+        cause = e
+        while cause.__cause__ is not None:  # the dynamo exporter's "step 1/3" wraps torch.export's own reason
+            cause = cause.__cause__
+        if cause is not e:
+            return False, f"export failed: {type(e).__name__}, from {programs.first_line(cause)}"
         message = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(e).split()))  # the dynamo exporter's colours
         return False, f"export failed: {type(e).__name__}: {message[:300]}"
     manifest.files = {ONNX_FILE: sha256_bytes(graph.SerializeToString())}  # the bytes to_onnx wrote
@@ -543,20 +691,29 @@ def _try_onnx(module, args, tmp: Path, manifest: Manifest, sig: Signature, subje
     try:
         loaded = runtime.load(tmp)
     except ArtifactError as e:  # onnxruntime infers a fixed size where the manifest has a symbol: a pinned axis
-        places = pinned_places(module, args, sig.plan.example, list(sig.plan.example)) if graph_of_python else []
-        return False, "\n".join([" ".join(str(e).split()), *declared_pins(onnx_path, sig.io, sig.plan.example),
-                                 *(f"  {p}" for p in places)])
+        pins = declared_pins(onnx_path, sig.io, sig.plan.example)
+        symbols = list(dict.fromkeys(pins.values())) or list(sig.plan.example)
+        places = pinned_places(module, args, sig.plan.example, symbols) if graph_of_python else []
+        return False, "\n".join([" ".join(str(e).split()), *pins, *(f"  {p}" for p in places)])
     probe = Subject(subject.name, subject.kind, sig.io, sig.plan,
                     {"eager": subject.backends["eager"], "onnxruntime": runtime_backend(loaded)}, subject.custom)
     diffs = [d for c in probe_cases(sig.plan, sig.io) for d in check_backends(probe, c)]
     bad = [d for d in diffs if not d.ok]
     if not bad:
         return True, f"ok: every probe passed{note}"
-    if any(isinstance(module.get_submodule(n), torch.nn.LSTM) for n in layers):
+    if sig.io.lengths and any(isinstance(module.get_submodule(n), torch.nn.LSTM) for n in layers):
         note += f"; {PORTABILITY}"
     diagnosis = _diagnose(module, args, sig, diffs) if graph_of_python else ""
     return False, f"{len(bad)} of {len(diffs)} probe comparisons failed{note}, e.g. {bad[0]}" + (
         f"\n{diagnosis}" if diagnosis else "")
+
+
+_PORTABLE_HINT = "portable=True / --portable requires every runtime to agree"
+
+
+def _reads_packed_lstm(model: torch.nn.Module, sig: Signature) -> bool:
+    """Where PORTABILITY applies: an LSTM over sequences of their own lengths (its c_n at a shorter sequence's end)."""
+    return bool(sig.io.lengths) and any(isinstance(m, torch.nn.LSTM) for m in model.modules())
 
 
 def _diagnose(module, args, sig: Signature, diffs: list[Diff]) -> str:

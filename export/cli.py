@@ -189,6 +189,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--state", action="append", default=[], metavar="IN=OUT",
                    help="a recurrent state pair, e.g. h_0=h_n (detected when not given)")
     g.add_argument("--int8", action="store_true", help="also write model.int8.onnx, checked against fp32")
+    g.add_argument("--portable", action="store_true",
+                   help="require every installed ONNX runtime to agree with onnxruntime (default: another runtime's "
+                        "refusal or wrong answer is a warning line and recorded in the manifest)")
     g.add_argument("--pte-batch", type=int, default=1, metavar="N",
                    help="the batch size model.pte is made for (ExecuTorch keeps only the time axis dynamic; default 1)")
 
@@ -257,7 +260,8 @@ def run(args: argparse.Namespace, table) -> int:
         folder = export_module(model, example, args.out, names, {s.name: s.axes for s in specs if s.axes},
                                output_names=args.output_names.split(",") if args.output_names else None,
                                lengths=args.lengths, state=state or None, int8=args.int8, force=args.force,
-                               exporter=args.exporter, formats=args.formats, pte_batch=args.pte_batch, log=lambda m: print(m, file=sys.stderr, flush=True))
+                               exporter=args.exporter, formats=args.formats, pte_batch=args.pte_batch,
+                               portable=args.portable, log=lambda m: print(m, file=sys.stderr, flush=True))
     except WriteError as e:  # names the folder already: "DIR: not written: No space left on device ..."
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -96,15 +97,17 @@ def _captured_output(noise: tuple[str, ...] = NATIVE_NOISE):
                         print(line, file=sys.stdout if fd == 1 else sys.stderr)
 
 
-def to_torchscript(model: torch.nn.Module, args: tuple, path: Path) -> tuple[str, str]:
+def to_torchscript(model: torch.nn.Module, args: tuple, path: Path,
+                   traceable: torch.nn.Module | None = None) -> tuple[str, str]:
     """Save ``model`` as TorchScript: scripted where TorchScript compiles it (control flow and sizes stay
     dynamic), else traced (the traced graph must then pass the same length checks as everything else).
-    Returns (method, reason). The same weights give the same bytes, wherever and in whatever process."""
+    ``traceable`` is what tracing takes where it differs from ``model`` (signature.FlatOutputs: forward returns
+    Python lists). Returns (method, reason). The same weights give the same bytes, wherever and in whatever process."""
     with quiet_export_tools(), _module_relative_source_paths(), fresh_jit_state():
         try:
             module, method, reason = torch.jit.script(model), "script", "torch.jit.script compiles the module"
         except Exception as e:  # TorchScript's frontend raises many types for unsupported Python
-            first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__).strip()[:200]
+            first = script_reason(e)
             annotated = annotate_forward(model, args)
             try:
                 if annotated is None:
@@ -113,10 +116,36 @@ def to_torchscript(model: torch.nn.Module, args: tuple, path: Path) -> tuple[str
                 reason = (f"torch.jit.script failed ({first}); scripted with forward's argument types read off "
                           f"the example")
             except Exception:
-                module = torch.jit.trace(model, args, check_trace=False)
+                try:
+                    module = torch.jit.trace(traceable or model, args, check_trace=False)
+                except Exception as traced:  # neither compiles nor traces: both reasons, torch's first lines
+                    from .program import first_line
+                    raise ExportError(f"TorchScript: torch.jit.script failed ({first}); torch.jit.trace failed "
+                                      f"({first_line(traced)})") from None
                 method, reason = "trace", f"torch.jit.script failed ({first}); traced instead"
         module.save(str(path))
     return method, reason
+
+
+def script_reason(e: BaseException, limit: int = 240) -> str:
+    """torch.jit.script's error as one line: its explanation without the overload signatures it lists, then the
+    innermost source line it points at ("File ..., line N" and the code marked "<--- HERE")."""
+    lines = [line.rstrip() for line in str(e).splitlines()]
+    text, where = [], ""
+    for i, line in enumerate(lines):
+        m = re.match(r'\s*File "([^"]+)", line (\d+)', line)
+        if m:
+            here = next((lines[j].strip() for j in range(i + 1, min(i + 8, len(lines)))
+                         if j + 1 < len(lines) and "<--- HERE" in lines[j + 1]), "")
+            where = f" (at {Path(m.group(1)).name}:{m.group(2)}" + (f": {here[:100]}" if here else "") + ")"
+            continue
+        if where or not line.strip() or line.strip() == ":" or "<--- HERE" in line or "~~~" in line:
+            continue
+        if re.search(r"\)\s*->\s*.+:$", line.strip()) or line.strip().startswith("The following variants"):
+            continue  # an overload's signature, or the header of their list
+        text.append(line.strip().rstrip(":"))
+    reason = " ".join(text)[:limit] or type(e).__name__
+    return reason + where
 
 
 @contextmanager
@@ -196,7 +225,8 @@ def to_onnx(module, args: tuple, path: Path, io: IOSpec, structure, exporter: st
         elif exporter == "dynamo":
             shapes = unflatten(structure, [{i: torch.export.Dim.DYNAMIC for i, d in enumerate(t.shape)
                                             if isinstance(d, str)} or None for t in io.inputs])
-            model = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=shapes, verbose=False,
+            from .program import bound_shapes
+            model = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=bound_shapes(module, shapes), verbose=False,
                                       opset_version=max(OPSET, 18), **names).model_proto
         elif exporter == "scan":  # ``module`` is the ExportedProgram of the scan form (program.export_program)
             model = torch.onnx.export(module, args, dynamo=True, verbose=False, opset_version=max(OPSET, 18),

@@ -6,6 +6,10 @@
 - ``SignatureError``: the arguments of ``export_module`` do not describe the module.
 - ``WriteError``: the file system refused (a read-only place, a full disk); a previous artifact is intact.
 - ``DataError``: training data or a checkpoint is missing or malformed (the model zoo).
+
+Warnings (the artifact is written): ``ExportWarning``, e.g. an axis fixed because none was declared, and its
+subclass ``PortabilityWarning``: an ONNX runtime other than onnxruntime refused model.onnx or answered differently
+(``portable=True`` makes that an error).
 """
 
 from __future__ import annotations
@@ -30,3 +34,11 @@ class WriteError(ExportError):
 
 class DataError(ExportError):
     """Training data or a checkpoint is missing or malformed."""
+
+
+class ExportWarning(UserWarning):
+    """Something the export did that is rarely meant, said in one line; the artifact is written."""
+
+
+class PortabilityWarning(ExportWarning):
+    """Another ONNX runtime refused model.onnx or disagrees with onnxruntime, which agrees with torch."""

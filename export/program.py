@@ -23,6 +23,7 @@ Measured (torch 2.13.0, executorch 1.5.1):
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io as _io
 import re
 import sys
@@ -153,6 +154,7 @@ def export_program(model: torch.nn.Module, args: tuple, io: IOSpec, structure, *
     all fixed (the .pte's one-step method: no loop, so XNNPACK takes the whole step)."""
     scanned, layers = scan_recurrent(model) if scan else (model, [])
     shapes = dynamic_shapes(io, structure, fixed, largest, smallest)
+    shapes = bound_shapes(scanned, shapes)
     attempts = [f"recurrent layer {name} kept as it is: {why}" for name, m in model.named_modules()
                 if scan and isinstance(m, RNN_TYPES) and (why := unsupported(m))]
     for strict in (False, True):
@@ -170,6 +172,14 @@ def export_program(model: torch.nn.Module, args: tuple, io: IOSpec, structure, *
                         + (f" (recurrent layers {layers} in scan form)" if layers else ""))
         return Program(program, strict, layers, attempts)
     raise ExportError("torch.export failed: " + "; ".join(attempts))
+
+
+def bound_shapes(model: torch.nn.Module, shapes: tuple) -> tuple:
+    """``dynamic_shapes`` as torch.export binds them to ``model.forward``: a forward(self, *args)
+    (signature.FlatOutputs) takes all its arguments as one tuple, so their shapes are one tuple too."""
+    params = list(inspect.signature(model.forward).parameters.values())
+    varargs = len(params) == 1 and params[0].kind is inspect.Parameter.VAR_POSITIONAL
+    return (shapes,) if varargs else shapes
 
 
 def needs_scan(model: torch.nn.Module) -> str | None:

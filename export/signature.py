@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -42,7 +43,8 @@ def flatten(args: Any, what: str = "args") -> tuple[list[torch.Tensor], Structur
             return len(leaves) - 1
         if isinstance(x, (tuple, list)):
             return tuple(walk(v, f"{where}[{i}]") for i, v in enumerate(x))
-        raise SignatureError(f"{where}: expected a tensor or a (nested) tuple of tensors, got {type(x).__name__}")
+        raise SignatureError(f"{where} is a Python {type(x).__name__} ({_short(x)}): expected a tensor or a (nested) "
+                             f"tuple or list of tensors")
 
     structure = walk(args, what)
     return leaves, structure
@@ -54,8 +56,36 @@ def unflatten(structure: Structure, leaves: list[Any]) -> Any:
     return tuple(unflatten(s, leaves) for s in structure)
 
 
+def _short(x: Any) -> str:
+    text = repr(x)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def flat_outputs(out: Any) -> list[torch.Tensor]:
     return flatten(out, "the module's output")[0]
+
+
+class FlatOutputs(torch.nn.Module):
+    """``module`` with its outputs flattened into one tuple of tensors, in the order of the ONNX outputs: what
+    tracing and the ONNX exporters take where forward returns Python lists (DeepSpeech2's list of (h, c) per
+    layer). torch.jit.trace refuses a list of tuples ("Only tensors, lists, tuples of tensors, or dictionary of
+    tensors can be output from traced functions")."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args):
+        return tuple(flat_outputs(self.module(*args)))
+
+
+def returns_lists(out: Any) -> bool:
+    """Whether a module's output holds a Python list anywhere."""
+    if isinstance(out, list):
+        return True
+    if isinstance(out, (tuple, dict)):
+        return any(returns_lists(v) for v in (out.values() if isinstance(out, dict) else out))
+    return False
 
 
 def call_module(module: Callable, io: IOSpec, structure: Structure, feed: Feed) -> list[np.ndarray]:
@@ -93,6 +123,8 @@ class AttributeGuard:
                       if not k.startswith("_") and _clone(v) is not None}
 
     def restore(self, model: Any) -> None:
+        if isinstance(model, FlatOutputs):
+            model = model.module
         for (path, k), v in self.saved.items():
             try:
                 setattr(model.get_submodule(path) if path else model, k, _clone(v))
@@ -257,10 +289,14 @@ def _infer_outputs(model, io, structure, plan, output_names, custom, guard) -> t
     results = []
     for sizes in probes:
         out = _runs(model, io, structure, plan, sizes, custom, guard, seed=len(results))
+        if isinstance(out, SignatureError):  # it ran, and returned what no exported graph can (an int, a str)
+            raise SignatureError(f"forward returns what no exported graph can: {out}") from out
         if isinstance(out, Exception):
             where = ", ".join(f"{k}={v}" for k, v in sizes.items())
             raise SignatureError(f"the eager module fails at {where}: {type(out).__name__}: {out}") from out
         results.append((sizes, out))
+        if len(results) == 1:
+            _check_deterministic(model, io, structure, plan, custom, guard, out)
     first = results[0][1]
     names = list(output_names) if output_names is not None else [f"output_{i}" for i in range(len(first))]
     if len(names) != len(first):
@@ -287,6 +323,58 @@ def _infer_outputs(model, io, structure, plan, output_names, custom, guard) -> t
             dims.append(dim)
         outputs.append(TensorSpec(name, dtype, tuple(dims)))
     return tuple(outputs), notes
+
+
+# Operators that draw random numbers: in a forward, they make two identical calls give different outputs.
+_RANDOM = {"rand", "randn", "randint", "rand_like", "randn_like", "randint_like", "randperm", "normal", "bernoulli",
+           "multinomial", "poisson", "normal_", "uniform_", "bernoulli_", "random_", "exponential_", "cauchy_",
+           "log_normal_", "geometric_"}
+
+
+def _check_deterministic(model, io, structure, plan, custom, guard, first: list[np.ndarray]) -> None:
+    """Refuse a forward whose outputs differ between two identical calls, naming where it draws random numbers
+    (a BiLSTM-CRF's ``init_hidden`` returning ``torch.randn`` state): no exported graph can be verified against it."""
+    again = _runs(model, io, structure, plan, dict(plan.example), custom, guard, seed=0)
+    if isinstance(again, Exception):
+        return  # failing the second time is the same module failing: the probes that follow report it
+    differ = [(i, float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.shape == b.shape else None)
+              for i, (a, b) in enumerate(zip(first, again)) if not np.array_equal(a, b, equal_nan=True)]
+    if not differ:
+        return
+    i, d = differ[0]
+    places = _random_places(model, io, structure, plan, custom, guard)
+    where = (f"it draws random numbers at {'; '.join(places)}" if places else
+             "no random operator was seen (is state kept between calls, or a dropout left in training mode?)")
+    raise SignatureError(f"forward gives other outputs on two identical calls (output[{i}] differs by "
+                         f"{'a shape' if d is None else f'up to {d:.3g}'}): {where}. An exported graph must give "
+                         f"eager's answers: make forward deterministic in eval mode, e.g. start the state at zeros "
+                         f"or take it as an input")
+
+
+def _random_places(model, io, structure, plan, custom, guard) -> list[str]:
+    """The user's source lines that called a random operator while forward ran on the example."""
+    import linecache
+    import traceback
+    from torch.overrides import TorchFunctionMode
+
+    torch_dir = str(Path(torch.__file__).resolve().parent)
+    own = str(Path(__file__).resolve().parent) + "/"
+    found: list[str] = []
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "") in _RANDOM:
+                for frame in reversed(traceback.extract_stack()[:-1]):
+                    path = str(Path(frame.filename).resolve())
+                    if not path.startswith(torch_dir) and (not path.startswith(own) or "/zoo/" in path):
+                        code = (frame.line or linecache.getline(frame.filename, frame.lineno)).strip()
+                        found.append(f"{frame.filename}:{frame.lineno} `{code}` (torch.{func.__name__})")
+                        break
+            return func(*args, **(kwargs or {}))
+
+    with Watch():
+        _runs(model, io, structure, plan, dict(plan.example), custom, guard, seed=0)
+    return list(dict.fromkeys(found))
 
 
 def _symbol_order(io: IOSpec) -> list[str]:

@@ -450,7 +450,10 @@ def check_runtimes(subject: Subject, onnx_path, feeds: list[Feed] | None = None,
                                                  f"{raised[0].error[:400]}")
             continue
         numeric = [d.max_abs for d in mine if not d.output.startswith("tags") and np.isfinite(d.max_abs)]
-        entry.update(status="agrees" if all(d.ok for d in mine) else "disagrees", comparisons=len(mine),
+        bad = [d for d in mine if not d.ok]
+        entry.update(status="disagrees" if bad else "agrees", comparisons=len(mine),
                      max_abs_diff=max(numeric, default=None))
+        if bad:
+            entry.update(failed=len(bad), first_failure=str(bad[0]))
         diffs += mine
     return diffs, record

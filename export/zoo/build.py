@@ -50,7 +50,7 @@ def export(spec: ModelSpec, out_root: Path, *, exporter: str = "auto", force: bo
         input_names=[t.name for t in declared.inputs],
         axes={t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)} for t in declared.inputs},
         output_names=[t.name for t in declared.outputs], lengths="lengths" if tagger else None,
-        int8=spec.int8, pte_max=spec.pte_max, force=force, exporter=exporter, kind=spec.kind, name=spec.name,
+        int8=spec.int8, pte_max=spec.pte_max, portable=True, force=force, exporter=exporter, kind=spec.kind, name=spec.name,
         config=trained.cfg.to_json(), vocab=trained.vocab,
         info={"source": spec.source, "summary": spec.summary, "training": trained.training},
         checks=(*spec.checks, _declared_io(declared)), facts=trained.facts, custom_inputs=tagger_inputs(trained.cfg) if tagger else None,
