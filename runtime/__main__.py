@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import corpus, files, load
+from . import commands, corpus, files, load
 from .artifact import MODEL_FILES, VARIANTS, ArtifactError
 from .charlm import CharLM
 from .tagger import Tagger
@@ -26,8 +26,20 @@ def _parser() -> argparse.ArgumentParser:
                        help="load the variant's ORT-format file (model.ort, model.int8.ort: what a minimal "
                             "onnxruntime build runs) instead of its .onnx")
 
-    info = sub.add_parser("info", help="print what an artifact is: kind, IO, exporter, parity")
+    info = sub.add_parser("info", help="print what an artifact is: kind, IO, state, formats, exporter, parity")
     info.add_argument("artifact", help="artifact folder, e.g. artifacts/pos-tutorial")
+    info.add_argument("--json", action="store_true", help="print the whole manifest (and file sizes) as JSON")
+
+    run = sub.add_parser("run", parents=[model], help="run any artifact on arrays from an .npz file",
+                         description="Run an artifact once on INPUT.npz (arrays named by the artifact's inputs; "
+                                     "omitted state inputs are zeros) and print its outputs, or write them to "
+                                     "OUT.npz by output name.")
+    run.add_argument("artifact", help="artifact folder, e.g. artifacts/lstm-tutorial")
+    run.add_argument("input", metavar="INPUT.npz", help="numpy .npz of the inputs (np.savez(path, name=array))")
+    run.add_argument("-o", "--out", metavar="OUT.npz", help="write the outputs here instead of printing them")
+    run.add_argument("--stream", type=int, metavar="CHUNK",
+                     help="feed the inputs CHUNK steps at a time along 'time', the state carried (stateful "
+                          "artifacts); outputs along time are joined, state outputs are the last chunk's")
 
     tag = sub.add_parser("tag", parents=[model], help="tag sentences (text: one whitespace-tokenized sentence per line, word/TAG "
                                      "out; conllu: CoNLL-U in, the same bytes out with column 4 filled)",
@@ -120,12 +132,17 @@ def _run(args) -> int:
         raise OSError("standard output is closed: nothing could be written")
     if args.command == "info":
         m = load(args.artifact, intra_op_threads=args.threads).manifest
-        parity = {k: v for k, v in m.parity.items() if k != "failures"}
         folder = Path(args.artifact)
         formats = {f: {"runs_in": what, "bytes": (folder / f).stat().st_size} for f, what in MODEL_FILES.items()
                    if f in m.files}
-        print(json.dumps({"name": m.name, "kind": m.kind, "config": m.config, "io": m.io.to_json(),
-                          "formats": formats, "files": m.files, "export": m.export, "parity": parity}, indent=2))
+        if args.json:
+            parity = {k: v for k, v in m.parity.items() if k != "failures"}
+            print(json.dumps({"name": m.name, "kind": m.kind, "config": m.config, "io": m.io.to_json(),
+                              "formats": formats, "files": m.files, "export": m.export, "parity": parity}, indent=2))
+        else:
+            print("\n".join(commands.info_lines(m, formats)))
+    elif args.command == "run":
+        return _run_arrays(args)
     elif args.command == "tag":
         return _tag(args)
     elif args.command == "eval":
@@ -154,6 +171,29 @@ def _run(args) -> int:
         if args.json:
             print(json.dumps({"characters": len(text) - 1, "loss": value}))
     sys.stdout.flush()  # here, so that a failing write is reported like any error
+    return 0
+
+
+def _run_arrays(args) -> int:
+    """``run``: the inputs of INPUT.npz through the artifact, once or (``--stream``) chunk by chunk along time."""
+    import numpy as np
+
+    model = load(args.artifact, intra_op_threads=args.threads, variant=args.variant,
+                 format="ort" if args.ort else "onnx")
+    inputs = commands.read_npz(args.input)
+    if args.stream is None:
+        out = model.run(**inputs)
+    else:
+        out = commands.run_chunks(model, inputs, args.stream)
+    if args.out is not None:
+        commands.write_npz(args.out, out)
+        print(f"wrote {len(out)} outputs to {args.out}: " + ", ".join(f"{k} {v.dtype} {v.shape}" for k, v in out.items()),
+              file=sys.stderr)
+        return 0
+    with np.printoptions(threshold=40, edgeitems=3, precision=5):
+        for name, value in out.items():
+            print(f"{name}: {value.dtype} {value.shape}")
+            print("  " + str(value).replace("\n", "\n  "))
     return 0
 
 

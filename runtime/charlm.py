@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .artifact import MANIFEST, ArtifactError
-from .model import Model
+from .model import STREAM_ROWS, MAX_STEPS, Model
+from . import stream as streams_
 
 CHARS, LOGITS = "chars", "logits"
 FEED_CHUNK = 1024  # symbols per session.run when feeding text: bounds memory for any input length
@@ -126,13 +127,6 @@ class CharLM(Model):
     def stream(self, temperature: float = 0.0, top_k: int | None = None, seed: int | None = None) -> "Stream":
         return Stream(self, temperature, top_k, seed)
 
-    def _advance(self, ids: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Feed ids (T, B) time-major; return the last step's logits (B, V) and the new state (complete: streams
-        start from ``zero_state`` and carry the graph's own outputs)."""
-        out = self._run({CHARS: np.ascontiguousarray(self.time_major(CHARS, ids)), **state})
-        logits = self.time_major(LOGITS, out[LOGITS])[-1]  # (T, B, V) -> (B, V)
-        return logits, {i: out[o] for i, o in self.io.state}
-
     def step_streams(self, streams: Sequence["Stream"]) -> list[str]:
         """Advance every stream by one symbol in one batched session.run; returns each stream's new symbol
         ("" for a stream that ended). Each stream samples with its own temperature, top_k and seed. The whole
@@ -159,19 +153,15 @@ class CharLM(Model):
                 nxt = s._pick()
                 if not s.ended:  # picking the end symbol ends the stream
                     picks[b] = nxt
-        if picks:
-            live = [streams[b] for b in picks]
-            ids = np.array([list(picks.values())], dtype=np.int64)  # (T=1, B)
-            if len(live) == 1:  # one stream (generate): its state as is, no stacking and splitting
-                logits, live[0]._state = self._advance(ids, live[0]._state)
-                live[0]._logits = logits[0]
-            else:
-                stacked = {k: np.concatenate([s._state[k] for s in live], axis=self.batch_axis[k])
-                           for k in live[0]._state}
-                logits, state = self._advance(ids, stacked)  # one session.run for every stream
-                for j, s in enumerate(live):
-                    s._logits = logits[j]
-                    s._state = {k: np.take(v, [j], axis=self.batch_axis[k]) for k, v in state.items()}
+        live = [streams[b] for b in picks]
+        feeds = [{CHARS: np.array([[i]], dtype=np.int64), **s._state} for s, i in zip(live, picks.values())]
+        if len(live) == 1:  # one stream (generate): its own run, no stacking and splitting
+            live[0]._carry(feeds[0])
+        elif live:  # one session.run for every stream, their states stacked on the batch axis
+            for s, out in zip(live, streams_.stacked_run(self, feeds, STREAM_ROWS, MAX_STEPS)):
+                s._keep(out)
+        for s in live:
+            s._logits = self.time_major(LOGITS, s._outputs[LOGITS])[-1, 0]  # (T, 1, V) -> (V,)
         return [self.symbols[picks[b]] if b in picks else "" for b in range(len(streams))]
 
     def iter_generate(self, prompt: str = "", max_chars: int = 256, temperature: float = 0.0,
@@ -198,10 +188,10 @@ class CharLM(Model):
         return "".join(self.iter_generate(prompt, max_chars, temperature, top_k, seed))
 
 
-class Stream:
+class Stream(streams_.Stream):
     """One text stream: ``feed(text)`` reads text (state carried), ``step()`` produces the next character,
     ``reset()`` starts over. Text is encoded and fed ``FEED_CHUNK`` symbols per session.run, so memory stays flat
-    however much is fed.
+    however much is fed. The state is carried by runtime.stream.Stream, as for any artifact's stream.
 
     Arguments: ``temperature`` a finite number >= 0 (0: greedy; scores are scaled relative to the best one, so a
     tiny temperature such as 5e-324 tends to greedy without overflow, ties shared evenly); ``top_k`` None or an
@@ -212,11 +202,12 @@ class Stream:
         self.lm, self.temperature = lm, _number("temperature", temperature)
         self.top_k = _int("top_k", top_k, 1, none_ok=True)
         self._seed = _int("seed", seed, 0, none_ok=True)
-        self.reset()
+        super().__init__(lm)
 
     def reset(self) -> None:
         """Back to the start: zero state, the start symbol pending, the random generator re-seeded."""
-        self._state = {i: self.lm.zero_state(i, 1) for i, _ in self.lm.io.state}
+        super().reset()
+        self._state = {i: self.lm.zero_state(i, 1) for i, _ in self.lm.io.state}  # one text: batch 1
         self._logits: np.ndarray | None = None  # (V,) scores of the next symbol, once the start symbol is read
         self._pending: list[str | np.ndarray] = [np.array([self.lm.bos_id], dtype=np.int64)]  # read by _flush
         self.ended = False
@@ -232,18 +223,12 @@ class Stream:
 
     @state.setter
     def state(self, value: Mapping[str, np.ndarray]) -> None:
-        names = sorted(i for i, _ in self.lm.io.state)
-        if not isinstance(value, Mapping) or sorted(value) != names:
-            got = sorted(value) if isinstance(value, Mapping) else type(value).__name__
-            raise TypeError(f"{self.lm.name}: stream state: expected a mapping with keys {names}, got {got}")
-        state = {}
-        for name in names:
-            arr = self.lm._check(name, np.array(value[name]))  # a copy; dtype, rank, fixed axes, finite values
+        state = self.lm.check_state(value, "stream state")  # copies; dtype, rank, fixed axes, finite values
+        for name, arr in state.items():
             want = self.lm.zero_state(name, 1).shape
             if arr.shape != want:
                 raise ValueError(f"{self.lm.name}: stream state {name!r}: expected shape {want} (one stream), "
                                  f"got {arr.shape}")
-            state[name] = arr
         self._state = state
 
     @property
@@ -281,8 +266,8 @@ class Stream:
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
         for ids in self.lm._chunks(pending):
-            logits, self._state = self.lm._advance(ids[:, None], self._state)  # (T, 1)
-            self._logits = logits[0]  # (1, V) -> (V,)
+            out = self._carry({CHARS: np.ascontiguousarray(self.lm.time_major(CHARS, ids[:, None])), **self._state})
+            self._logits = self.lm.time_major(LOGITS, out[LOGITS])[-1, 0]  # (T, 1, V) -> (V,)
 
     def _pick(self) -> int:
         logits = self._logits.astype(np.float64)

@@ -6,13 +6,14 @@ Shape letters: T time steps, B batch, L layers x directions, H hidden size, V cl
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
 from .artifact import BATCH, MANIFEST, TIME, ONNX_FILE, ArtifactError, Manifest, TensorSpec, read_onnx
 from .onnxproto import GraphFacts
+from .stream import Stream, check_pairs, stacked_run
 
 # onnxruntime's type strings for the dtypes our graphs use.
 _ORT_DTYPES = {
@@ -22,6 +23,12 @@ _ORT_DTYPES = {
     "tensor(bool)": np.dtype(np.bool_),
 }
 
+
+# Batching bounds: rows per session.run (run_batch; run_streams stacks up to STREAM_ROWS streams), and padded
+# steps (rows x longest T) per session.run, which bound the memory of one run.
+BATCH_ROWS = 64
+STREAM_ROWS = 256
+MAX_STEPS = 16384
 
 # More intra-op threads than any edge CPU has cores: onnxruntime would start every one of them.
 MAX_THREADS = 1024
@@ -220,10 +227,103 @@ class Model:
         shape = tuple(batch if d == BATCH else d for d in spec.shape)
         return np.zeros(shape, dtype=np.dtype(spec.dtype))
 
+    def check_state(self, value: Any, what: str = "state") -> dict[str, np.ndarray]:
+        """``value`` as a complete state: {every state input: array}, each checked like a run's input (dtype, rank,
+        fixed axes, finite values) and all of one batch size. Copies: the caller's arrays are never kept."""
+        names = sorted(i for i, _ in self.io.state)
+        if not isinstance(value, Mapping) or sorted(value) != names:
+            got = sorted(value) if isinstance(value, Mapping) else type(value).__name__
+            raise TypeError(f"{self.name}: {what}: expected a mapping with keys {names}, got {got}")
+        state = {name: self._check(name, np.array(value[name])) for name in names}
+        batches = {name: arr.shape[self.batch_axis[name]] for name, arr in state.items()
+                   if self.batch_axis[name] is not None}
+        if len(set(batches.values())) > 1:
+            raise ValueError(f"{self.name}: {what}: expected one batch size, got {batches}")
+        return state
+
     # ---- running --------------------------------------------------------------------------------------------
     def run(self, **arrays: Any) -> dict[str, np.ndarray]:
         """Run the graph once. Keyword names are the artifact's input names; returns {output name: array}."""
         return self._run(self._check_feed(arrays))
+
+    def stream(self) -> Stream:
+        """A stream that carries the state from call to call: ``s.run(**chunk)``, ``s.state``, ``s.reset()``.
+        For artifacts with state pairs (``io.state``); see runtime/stream.py."""
+        return Stream(self)
+
+    def run_streams(self, pairs: Sequence[tuple[Stream, Mapping[str, Any]]]) -> list[dict[str, np.ndarray]]:
+        """Run many streams' next chunks in as few session.runs as possible: ``[(stream, inputs), ...]`` ->
+        each stream's outputs, in the given order, each stream's state carried on.
+
+        States and inputs are stacked on the batch axis. Streams may be at different positions; chunks of
+        different lengths are zero-padded and masked where the model has a ``lengths`` input (then each stream's
+        inputs include its lengths), else grouped by length. Each stream gets what it gets alone: fp32 to the
+        export's parity tolerance. int8 graphs (dynamic quantization) scale activations per run, so a stream's
+        int8 answer depends on what runs beside it: on char-shakespeare, logits by up to 0.24 and the greedy
+        pick in 7 of 400 steps (tests/test_serving.py bounds it). The whole list is checked
+        (distinct streams of this model, none ended, every feed valid) before any stream moves."""
+        checked = check_pairs(self, pairs)
+        feeds = [self._check_feed({**inputs, **s._state}) for s, inputs in checked]
+        outs = stacked_run(self, feeds, STREAM_ROWS, MAX_STEPS)
+        for (s, _), out in zip(checked, outs):
+            s._keep(out)
+        return outs
+
+    def run_batch(self, sequences: Sequence[Mapping[str, Any]], max_steps: int | None = None
+                  ) -> list[dict[str, np.ndarray]]:
+        """Run many sequences of different lengths as padded batches: a list of per-sequence input dicts, each
+        as the artifact takes it at batch 1 (the batch axis may be left out), -> one output dict per sequence,
+        in input order, outputs along ``time`` cut back to the sequence's length (and without a batch axis
+        where its inputs had none).
+
+        Sequences are sorted by length and run ``BATCH_ROWS`` at a time, at most ``max_steps`` (default
+        ``MAX_STEPS``) padded steps per session.run. Where the model has a ``lengths`` input it is filled in
+        when left out, and sequences of different lengths share a run (padding is masked). Without one, padding
+        could change a sequence's results, so only sequences of equal length run together. Omitted state inputs
+        are zeros; every sequence is checked before any runs."""
+        if isinstance(sequences, (str, bytes, Mapping)) or not isinstance(sequences, Sequence):
+            raise TypeError(f"{self.name}: run_batch: expected a list of input dicts, got {type(sequences).__name__}")
+        max_steps = MAX_STEPS if max_steps is None else max_steps
+        if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+            raise ValueError(f"{self.name}: run_batch: max_steps: expected an int >= 1, got {max_steps!r:.40}")
+        feeds, squeeze = [], []
+        for k, inputs in enumerate(sequences):
+            if not isinstance(inputs, Mapping):
+                raise TypeError(f"{self.name}: run_batch: sequence {k}: expected a dict of inputs, got "
+                                f"{type(inputs).__name__}")
+            arrays, dropped = self._with_batch(inputs)
+            try:
+                feed = self._check_feed(arrays)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"run_batch: sequence {k}: {e}") from None
+            if self.batch_size(feed) != 1:
+                raise ValueError(f"{self.name}: run_batch: sequence {k}: expected batch 1 (one sequence), got "
+                                 f"{self.batch_size(feed)}")
+            feeds.append(feed)
+            squeeze.append(dropped)
+        outs = stacked_run(self, feeds, BATCH_ROWS, max_steps)
+        return [{k: np.squeeze(v, self.batch_axis[k]) if drop and self.batch_axis[k] is not None else v
+                 for k, v in out.items()}
+                for out, drop in zip(outs, squeeze)]
+
+    def _with_batch(self, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """One sequence's inputs with the batch axis put back where it was left out, and the lengths input
+        filled in where the model has one; and whether the batch axis was left out."""
+        arrays, dropped = dict(inputs), False
+        for spec in self.io.inputs:
+            axis = self.batch_axis[spec.name]
+            if spec.name in arrays and arrays[spec.name] is not None and axis is not None:
+                arr = np.asarray(arrays[spec.name])
+                if arr.ndim == len(spec.shape) - 1:
+                    arrays[spec.name], dropped = np.expand_dims(arr, axis), True
+        lengths = self.io.lengths
+        if lengths and arrays.get(lengths) is None:
+            seq = next((t for t in self.io.data_inputs if TIME in t.shape and t.name in arrays), None)
+            if seq is not None:
+                arr = np.asarray(arrays[seq.name])
+                if arr.ndim == len(seq.shape):
+                    arrays[lengths] = np.array([arr.shape[seq.shape.index(TIME)]], np.int64)
+        return arrays, dropped
 
     def _run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run a complete feed as is. For feeds the runtime built itself (every input present, right dtypes and

@@ -43,8 +43,15 @@ def test_runtime_cli_errors_are_one_line_and_nonzero(tmp_path):
     assert out.returncode == 1 and "no manifest" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_runtime_info_prints_the_manifest_essentials():
+def test_runtime_info_prints_a_short_summary_and_json_on_request():
     out = run_cli("runtime", "info", "artifacts/lstm-tutorial")
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and len(lines) <= 30, out.stdout
+    assert lines[0] == "lstm-tutorial: recurrent artifact", lines
+    for expected in ("inputs:  input float32 (time, batch, 3)", "state:   h_0 -> h_n, c_0 -> c_n", "model.pte",
+                     "exported: model.onnx via traced", "verified: ok;", "onnx-reference"):
+        assert expected in out.stdout, (expected, out.stdout)
+    out = run_cli("runtime", "info", "artifacts/lstm-tutorial", "--json")
     info = json.loads(out.stdout)
     assert info["kind"] == "recurrent" and info["export"]["exporter"] == "torchscript"
 

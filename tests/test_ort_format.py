@@ -113,7 +113,7 @@ def test_cli_ort_without_an_ort_file_is_one_line(tmp_path):
 
 
 def test_cli_info_lists_the_ort_files():
-    out = run_cli("runtime", "info", str(ARTIFACTS / "pos-ewt"))
+    out = run_cli("runtime", "info", str(ARTIFACTS / "pos-ewt"), "--json")
     info = json.loads(out.stdout)
     assert {"model.ort", "model.int8.ort", OPS_CONFIG, MANIFEST} - {MANIFEST} <= set(info["files"])
     assert info["export"]["ort"]["models"] == {"model.ort": "model.onnx", "model.int8.ort": "model.int8.onnx"}

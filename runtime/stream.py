@@ -1,0 +1,211 @@
+"""Serving any artifact: a stream that carries recurrent state from call to call, many streams in one
+session.run, and padded batches of sequences of different lengths.
+
+- ``Stream``: ``s = model.stream()``, then ``s.run(**inputs)`` per chunk (any length along ``time``, or one call of
+  a per-call model); the state outputs become the next call's state inputs. Feeding chunks equals feeding the
+  whole sequence: the export verified it (a state pair is detected only where two halves equal the whole).
+- ``stacked_run``: complete feeds of one artifact, stacked on the batch axis and run together; what
+  ``Model.run_streams`` and ``Model.run_batch`` are built on.
+
+Shape letters: T time steps, B batch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from .artifact import BATCH, TIME
+
+if TYPE_CHECKING:  # model.py imports this module
+    from .model import Model
+
+Feed = dict[str, np.ndarray]
+
+
+class Stream:
+    """One stream of an artifact with state pairs: ``run(**inputs)`` per chunk, the state carried between calls.
+
+    ``state``: {state input name: array}, read (a copy) or assigned (checked like a run's input: names, dtype,
+    fixed axes, finite values, one batch size). ``outputs``: the last run's outputs (None before the first).
+    ``reset()`` starts over from zeros. The batch size is the first chunk's (or the assigned state's); later
+    chunks must have it too.
+    """
+
+    def __init__(self, model: "Model"):
+        if not model.io.state:
+            raise ValueError(f"{model.name}: stream: the artifact has no state pairs (nothing is carried between "
+                             f"calls): call run() on each whole sequence")
+        self.model = model
+        self.ended = False  # a stream that cannot take more input (a char-lm's end symbol); generic ones never end
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the start: the state is zeros at the next chunk's batch size; no outputs yet."""
+        self._state: Feed = {}  # empty: zeros at the batch size of the next run
+        self._outputs: Feed | None = None
+
+    @property
+    def state(self) -> Feed:
+        """The state carried to the next run (zeros at batch 1 before any run). Copies in both directions: the
+        stream never shares its arrays with the caller."""
+        state = self._state or {i: self.model.zero_state(i, 1) for i, _ in self.model.io.state}
+        return {k: v.copy() for k, v in state.items()}
+
+    @state.setter
+    def state(self, value: Mapping[str, Any]) -> None:
+        self._state = self.model.check_state(value, "stream state")
+
+    @property
+    def outputs(self) -> Feed | None:
+        return self._outputs
+
+    def run(self, **inputs: Any) -> Feed:
+        """Run one chunk with the carried state; returns every output and carries the state outputs on."""
+        carried = sorted(set(inputs) & {i for i, _ in self.model.io.state})
+        if carried:
+            raise ValueError(f"{self.model.name}: stream.run: {carried} are carried by the stream; assign "
+                             f"stream.state to set them, or call reset()")
+        return self._carry(self.model._check_feed({**inputs, **self._state}))
+
+    def _carry(self, feed: Mapping[str, np.ndarray]) -> Feed:
+        """Run a complete feed (state included) and keep its state outputs for the next call."""
+        out = self.model._run(feed)
+        self._keep(out)
+        return out
+
+    def _keep(self, out: Feed) -> None:
+        self._state = {i: out[o] for i, o in self.model.io.state}
+        self._outputs = out
+
+
+def check_pairs(model: "Model", pairs: Any) -> list[tuple[Stream, Mapping[str, Any]]]:
+    """``run_streams``' argument, checked whole before any stream moves: (stream, inputs) pairs, streams of
+    ``model``, each once, none ended; inputs a mapping without the carried state."""
+    if isinstance(pairs, (str, bytes, Mapping)) or not isinstance(pairs, Sequence):
+        raise TypeError(f"{model.name}: run_streams: expected a list of (stream, inputs) pairs, got "
+                        f"{type(pairs).__name__}")
+    seen: dict[int, int] = {}
+    checked = []
+    state = {i for i, _ in model.io.state}
+    for k, pair in enumerate(pairs):
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise TypeError(f"{model.name}: run_streams: item {k}: expected a (stream, inputs) pair, got "
+                            f"{type(pair).__name__}")
+        s, inputs = pair
+        if not isinstance(s, Stream):
+            raise TypeError(f"{model.name}: run_streams: item {k}: expected a Stream, got {type(s).__name__}")
+        if s.model is not model:
+            raise ValueError(f"{model.name}: run_streams: item {k}: expected a stream of this model, got one of "
+                             f"{s.model.name!r}")
+        if id(s) in seen:
+            raise ValueError(f"{model.name}: run_streams: item {k}: expected distinct streams, got the stream of "
+                             f"item {seen[id(s)]} again")
+        if s.ended:
+            raise ValueError(f"{model.name}: run_streams: item {k}: the stream has ended; reset() it first")
+        if not isinstance(inputs, Mapping):
+            raise TypeError(f"{model.name}: run_streams: item {k}: expected the inputs as a mapping, got "
+                            f"{type(inputs).__name__}")
+        if set(inputs) & state:
+            raise ValueError(f"{model.name}: run_streams: item {k}: {sorted(set(inputs) & state)} are carried by "
+                             f"the stream; assign stream.state to set them")
+        seen[id(s)] = k
+        checked.append((s, inputs))
+    return checked
+
+
+def stacked_run(model: "Model", feeds: Sequence[Feed], max_rows: int, max_steps: int) -> list[Feed]:
+    """Run complete, checked feeds (each with its own batch size B_i) as few session.runs as the model allows,
+    stacked on the batch axis; returns each feed's outputs, as its own run would give them.
+
+    Feeds run together when every input without a batch axis is equal and every other axis but batch agrees;
+    where the model has a ``lengths`` input, the time axis may differ too: shorter feeds are zero-padded along
+    time, their lengths say where they end, and time outputs are cut back to each feed's own length. A group runs
+    at most ``max_rows`` rows and ``max_rows`` x padded T <= ``max_steps`` per session.run (longest first). An
+    artifact whose outputs cannot be split back by batch (an output with no batch axis, or one like
+    ``time*batch``) runs each feed alone."""
+    if not _splittable(model):
+        return [model._run(f) for f in feeds]
+    pad = bool(model.io.lengths) and any(TIME in t.shape for t in model.io.inputs)
+    groups: dict[tuple, list[int]] = {}
+    for k, feed in enumerate(feeds):
+        groups.setdefault(_group_key(model, feed, pad), []).append(k)
+    results: list[Feed | None] = [None] * len(feeds)
+    for members in groups.values():
+        members.sort(key=lambda k: -_time(model, feeds[k]))
+        start = 0
+        while start < len(members):
+            t = max(1, _time(model, feeds[members[start]]))
+            rows, end = 0, start
+            while end < len(members):
+                b = model.batch_size(feeds[members[end]])
+                if end > start and (rows + b > max_rows or (rows + b) * t > max_steps):
+                    break
+                rows, end = rows + b, end + 1
+            chunk = members[start:end]
+            for k, out in zip(chunk, _run_stacked(model, [feeds[k] for k in chunk], pad)):
+                results[k] = out
+            start = end
+    return results  # type: ignore[return-value]
+
+
+def _splittable(model: "Model") -> bool:
+    return all(BATCH in t.shape and all(isinstance(d, int) or d in (TIME, BATCH) or "*" not in d and "/" not in d
+                                        for d in t.shape) for t in model.io.outputs)
+
+
+def _time(model: "Model", feed: Feed) -> int:
+    for spec in model.io.data_inputs:
+        if TIME in spec.shape:
+            return int(feed[spec.name].shape[spec.shape.index(TIME)])
+    return 0
+
+
+def _group_key(model: "Model", feed: Feed, pad: bool) -> tuple:
+    key = []
+    for spec in model.io.inputs:
+        arr = feed[spec.name]
+        if BATCH not in spec.shape:  # shared by the whole run: must be the same array
+            key.append((spec.name, arr.shape, arr.dtype.str, arr.tobytes()))
+            continue
+        key.append((spec.name, tuple(None if d == BATCH or (pad and d == TIME) else n
+                                     for d, n in zip(spec.shape, arr.shape))))
+    return tuple(key)
+
+
+def _run_stacked(model: "Model", feeds: list[Feed], pad: bool) -> list[Feed]:
+    if len(feeds) == 1:
+        return [model._run(feeds[0])]
+    t_max = max(_time(model, f) for f in feeds)
+    stacked = {}
+    for spec in model.io.inputs:
+        if BATCH not in spec.shape:
+            stacked[spec.name] = feeds[0][spec.name]
+            continue
+        parts = [f[spec.name] for f in feeds]
+        if pad and TIME in spec.shape:
+            axis = spec.shape.index(TIME)
+            parts = [_pad(p, axis, t_max) for p in parts]
+        stacked[spec.name] = np.concatenate(parts, axis=spec.shape.index(BATCH))
+    out = model._run(stacked)
+    results, offset = [], 0
+    for f in feeds:
+        b, t = model.batch_size(f), _time(model, f)
+        mine = {}
+        for spec in model.io.outputs:
+            arr = np.take(out[spec.name], range(offset, offset + b), axis=spec.shape.index(BATCH))
+            if pad and TIME in spec.shape and t < t_max:
+                arr = np.take(arr, range(t), axis=spec.shape.index(TIME))
+            mine[spec.name] = arr
+        results.append(mine)
+        offset += b
+    return results
+
+
+def _pad(arr: np.ndarray, axis: int, size: int) -> np.ndarray:
+    if arr.shape[axis] == size:
+        return arr
+    widths = [(0, 0)] * arr.ndim
+    widths[axis] = (0, size - arr.shape[axis])
+    return np.pad(arr, widths)
