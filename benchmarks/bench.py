@@ -319,6 +319,126 @@ def many_streams(steps: int, repeats: int) -> dict:
     return out
 
 
+def _user_models(folder: Path) -> dict:
+    """Two user-style models, exported here as a user would (export_module, ONNX only): a word-level LSTM language
+    model with explicit state, and a GRU classifier over padded batches with lengths (pack_padded_sequence)."""
+    import warnings
+
+    import torch
+    from torch import nn
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    import export
+    import runtime
+
+    class LM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.rnn, self.decoder = nn.Embedding(1000, 64), nn.LSTM(64, 128, 2), nn.Linear(128, 1000)
+
+        def forward(self, tokens, h_0, c_0):
+            out, (h, c) = self.rnn(self.encoder(tokens), (h_0, c_0))
+            return self.decoder(out), h, c
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding, self.rnn, self.fc = nn.Embedding(1000, 64, padding_idx=0), nn.GRU(64, 64), nn.Linear(64, 4)
+
+        def forward(self, text, text_lengths):
+            _, hidden = self.rnn(pack_padded_sequence(self.embedding(text), text_lengths, enforce_sorted=False))
+            return self.fc(hidden[-1])
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lm = export.export_module(LM().eval(), (torch.randint(0, 1000, (8, 2)), torch.zeros(2, 2, 128),
+                                                torch.zeros(2, 2, 128)), folder / "user-lm", ["tokens", "h_0", "c_0"],
+                                  {"tokens": {0: "time", 1: "batch"}, "h_0": {1: "batch"}, "c_0": {1: "batch"}},
+                                  output_names=["logits", "h_n", "c_n"], formats=[], force=True)
+        cls = export.export_module(Classifier().eval(), (torch.randint(1, 1000, (12, 3)), torch.tensor([12, 7, 3])),
+                                   folder / "user-classifier", ["text", "text_lengths"],
+                                   {"text": {0: "time", 1: "batch"}, "text_lengths": {0: "batch"}},
+                                   lengths="text_lengths", output_names=["scores"], formats=[], force=True)
+    return {"user LM": runtime.load(lm), "user classifier": runtime.load(cls)}
+
+
+def _recorded_feeds(m, call) -> list[dict]:
+    """The feeds ``call`` hands to session.run (through ``Model._run``): what a bare loop runs for comparison."""
+    feeds, real = [], m._run
+    m._run = lambda feed: (feeds.append(dict(feed)), real(feed))[1]
+    try:
+        call()
+    finally:
+        del m._run
+    return feeds
+
+
+def serving(repeats: int, steps: int, n_seqs: int) -> dict:
+    """``Model.stream().run``, ``run_batch`` and ``run_streams`` beside bare ``session.run`` on the very feeds they
+    build (recorded from ``Model._run``), side by side, one thread: the runtime's own overhead."""
+    import runtime
+    import runtime.stream
+
+    out: dict = {"stream_us_per_call": {}, "run_batch": {}, "run_streams": {}, "steps": steps, "sequences": n_seqs}
+    with tempfile.TemporaryDirectory() as tmp:
+        user = _user_models(Path(tmp))
+        lm, lstm = load_lm("fp32"), runtime.load(ARTIFACTS / "lstm-2layer")
+        rng = np.random.default_rng(0)
+        chunks = {"char-shakespeare (1 char per call)": (lm, {"chars": np.array([[5]], np.int64)}),
+                  "lstm-2layer (16 steps per call)": (lstm, {"input": rng.standard_normal((16, 1, 3), np.float32)}),
+                  "user LM (1 token per call)": (user["user LM"], {"tokens": np.array([[7]], np.int64)})}
+        for name, (m, chunk) in chunks.items():
+            s = m.stream() if not hasattr(m, "symbols") else runtime.stream.Stream(m)
+
+            def streamed(s=s, chunk=chunk):
+                for _ in range(steps):
+                    s.run(**chunk)
+
+            def bare(m=m, chunk=chunk):
+                state = {i: m.zero_state(i, 1) for i, _ in m.io.state}
+                for _ in range(steps):
+                    res = dict(zip(m.output_names, m.session.run(m.output_names, {**chunk, **state})))
+                    state = {i: res[o] for i, o in m.io.state}
+
+            res = us(side_by_side({"stream.run": streamed, "bare session.run": bare}, repeats, warmup=1), steps)
+            out["stream_us_per_call"][name] = {**res, "ratio": res["stream.run"]["median"]
+                                               / res["bare session.run"]["median"]}
+        lengths = rng.integers(1, 41, n_seqs)
+        batches = {"lstm-2layer (equal lengths grouped)":
+                   (lstm, [{"input": rng.standard_normal((n, 1, 3), np.float32)} for n in lengths]),
+                   "user classifier (padded, lengths)":
+                   (user["user classifier"], [{"text": rng.integers(1, 1000, n)} for n in lengths])}
+        for name, (m, seqs) in batches.items():
+            feeds = _recorded_feeds(m, lambda m=m, seqs=seqs: m.run_batch(seqs))
+            names = m.output_names
+            res = side_by_side({"run_batch": lambda m=m, seqs=seqs: m.run_batch(seqs),
+                                "bare session.run": lambda m=m, feeds=feeds: [m.session.run(names, f) for f in feeds]},
+                               repeats, warmup=1)
+            out["run_batch"][name] = {k: {"seqs_per_s": n_seqs / v["median"]} for k, v in res.items()}
+            out["run_batch"][name]["ratio"] = res["bare session.run"]["median"] / res["run_batch"]["median"]
+            out["run_batch"][name]["session_runs"] = len(feeds)
+        for name, m, chunk in (("char-shakespeare", lm, {"chars": np.array([[5]], np.int64)}),
+                               ("user LM", user["user LM"], {"tokens": np.array([[7]], np.int64)})):
+            streams = [runtime.stream.Stream(m) for _ in range(STREAMS)]
+            pairs = [(s, chunk) for s in streams]
+            feed = _recorded_feeds(m, lambda m=m, pairs=pairs: m.run_streams(pairs))[0]
+
+            def bare_streams(m=m, feed=feed):
+                state = {i: feed[i] for i, _ in m.io.state}
+                for _ in range(steps):
+                    res = dict(zip(m.output_names, m.session.run(m.output_names, {**feed, **state})))
+                    state = {i: res[o] for i, o in m.io.state}
+
+            res = side_by_side({"run_streams": lambda m=m, pairs=pairs: [m.run_streams(pairs) for _ in range(steps)],
+                                f"bare session.run, batch {STREAMS}": bare_streams}, repeats, warmup=1)
+            per = {k: {"steps_per_s": steps / v["median"]} for k, v in res.items()}
+            per["ratio"] = res[f"bare session.run, batch {STREAMS}"]["median"] / res["run_streams"]["median"]
+            out["run_streams"][name] = per
+    out["streams"] = STREAMS
+    return out
+
+
 def step_profile(runs: int) -> dict:
     """Where one streaming step's time goes (char-shakespeare, batch 1): onnxruntime's own profiler, per operator
     type, microseconds per step (the sum over that type's nodes; median over ``runs`` steps), and its whole run.
@@ -1297,6 +1417,8 @@ def main(argv=None) -> int:
              ("throughput", "throughput", lambda: throughput(1 if quick else 5, limit)),
              ("streaming", "streaming_us_per_char", lambda: streaming(n_chars, 2 if quick else 5)),
              ("many streams", "many_streams", lambda: many_streams(20 if quick else 200, 2 if quick else 5)),
+             ("serving any model", "serving", lambda: serving(2 if quick else 5, 50 if quick else 1000,
+                                                             500 if quick else 10000)),
              ("step profile", "step_profile", lambda: step_profile(100 if quick else 1000)),
              ("ORT format", "ort_format", lambda: ort_format(3 if quick else 15)),
              ("threads", "threads", lambda: threads(2 if quick else 5, limit, n_chars)),

@@ -94,6 +94,13 @@ class Model:
         self.output_names = [t.name for t in self.io.outputs]
         # Where each IO tensor has its batch axis (None: it has none); read on every call of the hot paths.
         self.batch_axis = {t.name: t.axis(BATCH) for t in self.io.inputs + self.io.outputs}
+        # What every run's checks read, worked out once: the data inputs (not state), each input's symbolic axes.
+        self._data = self.io.data_inputs
+        self._data_names = [t.name for t in self._data]
+        self._batch_input = next(((t.name, self.batch_axis[t.name]) for t in self._data
+                                  if self.batch_axis[t.name] is not None), None)
+        self._symbols = [(t.name, [(axis, d) for axis, d in enumerate(t.shape) if isinstance(d, str)])
+                         for t in self.io.inputs]
         # Integer inputs that index an embedding table: ids must lie in [0, rows) (the graph's Gather would
         # fail on larger ids and silently wrap negative ones).
         self._id_limits = {name: min(rows) for name in self._declared
@@ -147,6 +154,12 @@ class Model:
     # ---- input checks -------------------------------------------------------------------------------------
     def _check(self, name: str, value: Any) -> np.ndarray:
         """Return ``value`` as an array the session accepts, or raise saying what was expected and what came."""
+        arr = self._conform(name, value)
+        self._check_values(name, arr)
+        return arr
+
+    def _conform(self, name: str, value: Any) -> np.ndarray:
+        """``value`` as an array of the input's dtype (integers cast safely), rank and fixed sizes."""
         decl = self._declared[name]
         want = _ORT_DTYPES[decl.type]
         arr = np.asarray(value)
@@ -163,7 +176,11 @@ class Model:
             if isinstance(want_dim, int) and want_dim != got_dim:
                 raise ValueError(f"{self.name}: input {name!r}: expected shape {_fmt(decl.shape)}, got {arr.shape} "
                                  f"(axis {axis} must be {want_dim})")
-        if want.kind == "f" and arr.size and not np.isfinite(arr).all():
+        return np.ascontiguousarray(arr)
+
+    def _check_values(self, name: str, arr: np.ndarray) -> None:
+        """Finite floats; ids within the rows of the embedding table they index."""
+        if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
             bad = np.argwhere(~np.isfinite(arr))[0]
             raise ValueError(f"{self.name}: input {name!r}: expected finite values, got {arr[tuple(bad)]} at index "
                              f"{tuple(int(i) for i in bad)} ({int((~np.isfinite(arr)).sum())} NaN/Inf in all)")
@@ -171,35 +188,43 @@ class Model:
         if limit is not None and arr.size and (arr.min() < 0 or arr.max() >= limit):
             raise ValueError(f"{self.name}: input {name!r}: expected ids in [0, {limit}) (rows of the graph's "
                              f"embedding table), got values from {arr.min()} to {arr.max()}")
-        return np.ascontiguousarray(arr)
 
-    def _check_feed(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def _check_feed(self, arrays: Mapping[str, Any], trusted: Mapping[str, np.ndarray] | None = None,
+                    values: bool = True) -> dict[str, np.ndarray]:
+        """``arrays`` as a complete feed, checked; ``trusted`` arrays (a stream's carried state: the graph's own
+        outputs, or checked when assigned) join it unchecked but for the agreement of symbolic axes.
+        ``values=False`` leaves the per-value checks (finite, ids in range) to the caller, who runs them once on
+        a stacked batch (``check_values``)."""
         unknown = sorted(set(arrays) - set(self._declared))
         if unknown:
             raise ValueError(f"{self.name}: unknown input(s) {unknown}: expected names from {sorted(self._declared)}")
-        feed = {name: self._check(name, value) for name, value in arrays.items() if value is not None}
-        data = [t.name for t in self.io.data_inputs]
-        missing = [n for n in data if n not in feed]
+        check = self._check if values else self._conform
+        feed = {name: check(name, value) for name, value in arrays.items() if value is not None}
+        if trusted:
+            feed.update(trusted)
+        missing = [n for n in self._data_names if n not in feed]
         if missing:
-            raise ValueError(f"{self.name}: missing input(s) {missing}: expected {data}, got {sorted(feed)}")
-        for spec in self.io.data_inputs:
-            empty = [sym for sym, dim in zip(spec.shape, feed[spec.name].shape) if isinstance(sym, str) and dim < 1]
-            if empty:
-                raise ValueError(f"{self.name}: input {spec.name!r}: axes {empty} must have size >= 1, got shape "
-                                 f"{feed[spec.name].shape}")
+            raise ValueError(f"{self.name}: missing input(s) {missing}: expected {self._data_names}, got "
+                             f"{sorted(feed)}")
         batch = self.batch_size(feed)
         for state_in, _ in self.io.state:
             if state_in not in feed:
                 feed[state_in] = self.zero_state(state_in, batch)
-        # Symbolic axes must agree across inputs (a state whose batch differs from the sequence's, say).
+        # Symbolic axes must agree across inputs (a state whose batch differs from the sequence's, say), and a
+        # data input's must not be empty.
         sizes: dict[str, tuple[str, int]] = {}
-        for spec in self.io.inputs:
-            for sym, dim in zip(spec.shape, feed[spec.name].shape):
-                if isinstance(sym, str):
-                    first = sizes.setdefault(sym, (spec.name, dim))
-                    if first[1] != dim:
-                        raise ValueError(f"{self.name}: axis {sym!r} disagrees: input {first[0]!r} has {first[1]}, "
-                                         f"input {spec.name!r} has {dim}")
+        for name, axes in self._symbols:
+            shape = feed[name].shape
+            for axis, sym in axes:
+                dim = shape[axis]
+                first = sizes.setdefault(sym, (name, dim))
+                if first[1] != dim:
+                    raise ValueError(f"{self.name}: axis {sym!r} disagrees: input {first[0]!r} has {first[1]}, "
+                                     f"input {name!r} has {dim}")
+                if dim < 1 and name in self._data_names:
+                    empty = [d for d, n in zip(self.io.input(name).shape, shape) if isinstance(d, str) and n < 1]
+                    raise ValueError(f"{self.name}: input {name!r}: axes {empty} must have size >= 1, got shape "
+                                     f"{shape}")
         if self.io.lengths and TIME in sizes:
             lengths, t = feed[self.io.lengths], sizes[TIME][1]
             if lengths.size and (lengths.min() < 1 or lengths.max() > t):
@@ -209,11 +234,10 @@ class Model:
 
     def batch_size(self, feed: Mapping[str, np.ndarray]) -> int:
         """B, read off the first data input that has a batch axis (1 when none has)."""
-        for spec in self.io.data_inputs:
-            axis = self.batch_axis[spec.name]
-            if axis is not None:
-                return int(feed[spec.name].shape[axis])
-        return 1
+        if self._batch_input is None:
+            return 1
+        name, axis = self._batch_input
+        return int(feed[name].shape[axis])
 
     def time_major(self, name: str, array: np.ndarray) -> np.ndarray:
         """Swap ``array`` between the artifact's layout of IO tensor ``name`` and time-major (T, B, ...).
@@ -227,14 +251,21 @@ class Model:
         shape = tuple(batch if d == BATCH else d for d in spec.shape)
         return np.zeros(shape, dtype=np.dtype(spec.dtype))
 
-    def check_state(self, value: Any, what: str = "state") -> dict[str, np.ndarray]:
+    def check_state(self, value: Any, what: str = "state", batch: int | None = None) -> dict[str, np.ndarray]:
         """``value`` as a complete state: {every state input: array}, each checked like a run's input (dtype, rank,
-        fixed axes, finite values) and all of one batch size. Copies: the caller's arrays are never kept."""
+        fixed axes, finite values) and all of one batch size (``batch`` where given). Copies: the caller's arrays
+        are never kept."""
         names = sorted(i for i, _ in self.io.state)
         if not isinstance(value, Mapping) or sorted(value) != names:
             got = sorted(value) if isinstance(value, Mapping) else type(value).__name__
             raise TypeError(f"{self.name}: {what}: expected a mapping with keys {names}, got {got}")
-        state = {name: self._check(name, np.array(value[name])) for name in names}
+        state = {}
+        for name in names:
+            state[name] = arr = self._check(name, np.array(value[name]))
+            want = None if batch is None else self.zero_state(name, batch).shape
+            if want is not None and arr.shape != want:
+                raise ValueError(f"{self.name}: {what} {name!r}: expected shape {want} "
+                                 f"({'one stream' if batch == 1 else f'batch {batch}'}), got {arr.shape}")
         batches = {name: arr.shape[self.batch_axis[name]] for name, arr in state.items()
                    if self.batch_axis[name] is not None}
         if len(set(batches.values())) > 1:
@@ -263,8 +294,15 @@ class Model:
         pick in 7 of 400 steps (tests/test_serving.py bounds it). The whole list is checked
         (distinct streams of this model, none ended, every feed valid) before any stream moves."""
         checked = check_pairs(self, pairs)
-        feeds = [self._check_feed({**inputs, **s._state}) for s, inputs in checked]
-        outs = stacked_run(self, feeds, STREAM_ROWS, MAX_STEPS)
+        feeds = []
+        for k, (s, inputs) in enumerate(checked):
+            try:
+                feeds.append(self._check_feed(inputs, trusted=s._state, values=False))
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"{self.name}: run_streams: item {k}: {str(e).removeprefix(self.name + ': ')}") from None
+        state = {i for i, _ in self.io.state}
+        outs = stacked_run(self, feeds, STREAM_ROWS, MAX_STEPS, [n for n in self._declared if n not in state],
+                           f"{self.name}: run_streams: item")
         for (s, _), out in zip(checked, outs):
             s._keep(out)
         return outs
@@ -293,15 +331,15 @@ class Model:
                                 f"{type(inputs).__name__}")
             arrays, dropped = self._with_batch(inputs)
             try:
-                feed = self._check_feed(arrays)
+                feed = self._check_feed(arrays, values=False)
             except (TypeError, ValueError) as e:
-                raise type(e)(f"run_batch: sequence {k}: {e}") from None
+                raise type(e)(f"{self.name}: run_batch: sequence {k}: {str(e).removeprefix(self.name + ': ')}") from None
             if self.batch_size(feed) != 1:
                 raise ValueError(f"{self.name}: run_batch: sequence {k}: expected batch 1 (one sequence), got "
                                  f"{self.batch_size(feed)}")
             feeds.append(feed)
             squeeze.append(dropped)
-        outs = stacked_run(self, feeds, BATCH_ROWS, max_steps)
+        outs = stacked_run(self, feeds, BATCH_ROWS, max_steps, list(self._declared), f"{self.name}: run_batch: sequence")
         return [{k: np.squeeze(v, self.batch_axis[k]) if drop and self.batch_axis[k] is not None else v
                  for k, v in out.items()}
                 for out, drop in zip(outs, squeeze)]

@@ -38,6 +38,7 @@ class Stream:
             raise ValueError(f"{model.name}: stream: the artifact has no state pairs (nothing is carried between "
                              f"calls): call run() on each whole sequence")
         self.model = model
+        self._carried = frozenset(i for i, _ in model.io.state)  # the state inputs: never given to run()
         self.ended = False  # a stream that cannot take more input (a char-lm's end symbol); generic ones never end
         self.reset()
 
@@ -63,11 +64,11 @@ class Stream:
 
     def run(self, **inputs: Any) -> Feed:
         """Run one chunk with the carried state; returns every output and carries the state outputs on."""
-        carried = sorted(set(inputs) & {i for i, _ in self.model.io.state})
-        if carried:
+        if not self._carried.isdisjoint(inputs):
+            carried = sorted(self._carried.intersection(inputs))
             raise ValueError(f"{self.model.name}: stream.run: {carried} are carried by the stream; assign "
                              f"stream.state to set them, or call reset()")
-        return self._carry(self.model._check_feed({**inputs, **self._state}))
+        return self._carry(self.model._check_feed(inputs, trusted=self._state))
 
     def _carry(self, feed: Mapping[str, np.ndarray]) -> Feed:
         """Run a complete feed (state included) and keep its state outputs for the next call."""
@@ -115,28 +116,59 @@ def check_pairs(model: "Model", pairs: Any) -> list[tuple[Stream, Mapping[str, A
     return checked
 
 
-def stacked_run(model: "Model", feeds: Sequence[Feed], max_rows: int, max_steps: int) -> list[Feed]:
-    """Run complete, checked feeds (each with its own batch size B_i) as few session.runs as the model allows,
-    stacked on the batch axis; returns each feed's outputs, as its own run would give them.
+def stacked_run(model: "Model", feeds: Sequence[Feed], max_rows: int, max_steps: int, check: Sequence[str] = (),
+                what: str = "feed") -> list[Feed]:
+    """Run complete feeds (each with its own batch size B_i) as few session.runs as the model allows, stacked
+    on the batch axis; returns each feed's outputs, as its own run would give them.
 
     Feeds run together when every input without a batch axis is equal and every other axis but batch agrees;
     where the model has a ``lengths`` input, the time axis may differ too: shorter feeds are zero-padded along
     time, their lengths say where they end, and time outputs are cut back to each feed's own length. A group runs
     at most ``max_rows`` rows and ``max_rows`` x padded T <= ``max_steps`` per session.run (longest first). An
     artifact whose outputs cannot be split back by batch (an output with no batch axis, or one like
-    ``time*batch``) runs each feed alone."""
+    ``time*batch``) runs each feed alone. The inputs named in ``check`` get their value checks (finite, ids in
+    range) on the stacked arrays, all before the first run; a failure names the feed (``what`` k)."""
+    plan = _plan(model, feeds, max_rows, max_steps)
+    for members, stacked in plan:
+        for name in check:
+            try:
+                model._check_values(name, stacked[name])
+            except ValueError:
+                for k in members:  # which one: the error path only
+                    try:
+                        model._check_values(name, feeds[k][name])
+                    except ValueError as e:
+                        raise ValueError(f"{what} {k}: {str(e).removeprefix(model.name + ': ')}") from None
+                raise
+    results: list[Feed | None] = [None] * len(feeds)
+    for members, stacked in plan:
+        out = model._run(stacked)
+        if len(members) == 1:
+            results[members[0]] = out
+            continue
+        offset = 0
+        for k in members:
+            b, t = model.batch_size(feeds[k]), _time(model, feeds[k])
+            results[k] = {spec.name: out[spec.name][_index(spec.shape, offset, b, t)] for spec in model.io.outputs}
+            offset += b
+    return results  # type: ignore[return-value]
+
+
+def _plan(model: "Model", feeds: Sequence[Feed], max_rows: int, max_steps: int) -> list[tuple[list[int], Feed]]:
+    """The session.runs: (the feeds in it, its stacked feed)."""
     if not _splittable(model):
-        return [model._run(f) for f in feeds]
+        return [([k], f) for k, f in enumerate(feeds)]
     pad = bool(model.io.lengths) and any(TIME in t.shape for t in model.io.inputs)
     groups: dict[tuple, list[int]] = {}
     for k, feed in enumerate(feeds):
         groups.setdefault(_group_key(model, feed, pad), []).append(k)
-    results: list[Feed | None] = [None] * len(feeds)
+    plan = []
     for members in groups.values():
-        members.sort(key=lambda k: -_time(model, feeds[k]))
+        times = {k: _time(model, feeds[k]) for k in members}
+        members.sort(key=lambda k: -times[k])
         start = 0
         while start < len(members):
-            t = max(1, _time(model, feeds[members[start]]))
+            t = max(1, times[members[start]])
             rows, end = 0, start
             while end < len(members):
                 b = model.batch_size(feeds[members[end]])
@@ -144,10 +176,9 @@ def stacked_run(model: "Model", feeds: Sequence[Feed], max_rows: int, max_steps:
                     break
                 rows, end = rows + b, end + 1
             chunk = members[start:end]
-            for k, out in zip(chunk, _run_stacked(model, [feeds[k] for k in chunk], pad)):
-                results[k] = out
+            plan.append((chunk, feeds[chunk[0]] if len(chunk) == 1 else _stack(model, [feeds[k] for k in chunk], pad)))
             start = end
-    return results  # type: ignore[return-value]
+    return plan
 
 
 def _splittable(model: "Model") -> bool:
@@ -174,38 +205,31 @@ def _group_key(model: "Model", feed: Feed, pad: bool) -> tuple:
     return tuple(key)
 
 
-def _run_stacked(model: "Model", feeds: list[Feed], pad: bool) -> list[Feed]:
-    if len(feeds) == 1:
-        return [model._run(feeds[0])]
+def _stack(model: "Model", feeds: list[Feed], pad: bool) -> Feed:
+    """The feeds stacked on the batch axis, each zero-padded along time to the longest where ``pad``."""
     t_max = max(_time(model, f) for f in feeds)
+    batches = [model.batch_size(f) for f in feeds]
     stacked = {}
     for spec in model.io.inputs:
+        first = feeds[0][spec.name]
         if BATCH not in spec.shape:
-            stacked[spec.name] = feeds[0][spec.name]
+            stacked[spec.name] = first
             continue
-        parts = [f[spec.name] for f in feeds]
+        shape = list(first.shape)
+        shape[spec.shape.index(BATCH)] = sum(batches)
         if pad and TIME in spec.shape:
-            axis = spec.shape.index(TIME)
-            parts = [_pad(p, axis, t_max) for p in parts]
-        stacked[spec.name] = np.concatenate(parts, axis=spec.shape.index(BATCH))
-    out = model._run(stacked)
-    results, offset = [], 0
-    for f in feeds:
-        b, t = model.batch_size(f), _time(model, f)
-        mine = {}
-        for spec in model.io.outputs:
-            arr = np.take(out[spec.name], range(offset, offset + b), axis=spec.shape.index(BATCH))
-            if pad and TIME in spec.shape and t < t_max:
-                arr = np.take(arr, range(t), axis=spec.shape.index(TIME))
-            mine[spec.name] = arr
-        results.append(mine)
-        offset += b
-    return results
+            shape[spec.shape.index(TIME)] = t_max
+        buf = np.zeros(shape, first.dtype)
+        offset = 0
+        for f, b in zip(feeds, batches):
+            part = f[spec.name]
+            buf[_index(spec.shape, offset, b, part.shape[spec.shape.index(TIME)] if TIME in spec.shape else 0)] = part
+            offset += b
+        stacked[spec.name] = buf
+    return stacked
 
 
-def _pad(arr: np.ndarray, axis: int, size: int) -> np.ndarray:
-    if arr.shape[axis] == size:
-        return arr
-    widths = [(0, 0)] * arr.ndim
-    widths[axis] = (0, size - arr.shape[axis])
-    return np.pad(arr, widths)
+def _index(shape: tuple, offset: int, b: int, t: int) -> tuple:
+    """The slices of one feed's rows (and, along time, its first ``t`` steps) in a stacked array of ``shape``."""
+    return tuple(slice(offset, offset + b) if d == BATCH else slice(0, t) if d == TIME else slice(None)
+                 for d in shape)

@@ -99,8 +99,8 @@ class Tagger(Model):
             feed[state_in] = self.zero_state(state_in, len(encoded))
         return feed
 
-    def _check_feed(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        feed = super()._check_feed(arrays)  # lengths within [1, T] included (the manifest names the lengths input)
+    def _check_feed(self, arrays: Mapping[str, Any], **kwargs: Any) -> dict[str, np.ndarray]:
+        feed = super()._check_feed(arrays, **kwargs)  # lengths within [1, T] included (the manifest names the lengths input)
         if self._spelled:
             rows = sum(feed[char_input(k)].shape[0] for k in range(1, len(self._char_buckets) + 2))
             bad = feed[SPELLING][(feed[SPELLING] < 0) | (feed[SPELLING] >= rows)]

@@ -249,7 +249,7 @@ def full_disk(monkeypatch, where: str) -> None:
     """The disk fills while the artifact is written: at model.pt (the first file), at model.onnx, at manifest.json (after
     model.onnx, half written), or the file system turns read-only at the final rename."""
     if where == "model.pt":
-        def to_torchscript(model, args, path):
+        def to_torchscript(model, args, path, *traceable):
             raise enospc(path)
         monkeypatch.setattr(api, "to_torchscript", to_torchscript)
     elif where == "model.onnx":  # inside the ONNX exporters' attempts, which record their own failures
