@@ -7,6 +7,7 @@ import json
 import lzma
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -105,10 +106,24 @@ def _read_text(path: str) -> str:
         raise ValueError(f"{path}: not UTF-8 (byte {e.start + 1})") from None
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt
+
+
+def interruptible() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM both stop a command as KeyboardInterrupt: exit 130, ``interrupted``, no
+    ``.partial`` file left. Python turns SIGINT into KeyboardInterrupt only where its parent did not ignore it, and
+    a shell without job control starts background commands (``cmd &`` in a script, CI runners) with SIGINT
+    ignored: such a process would ignore Ctrl-C sent to it by ``kill -INT``. So both handlers are set here."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminated)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit status 0 on success; 1 with one line on stderr for any error (bad artifact or input, out of memory,
     standard output closed); 2 for a bad command line; 130 with one line when interrupted (Ctrl-C)."""
     args = _parser().parse_args(argv)
+    interruptible()
     try:
         return _run(args)
     except KeyboardInterrupt:

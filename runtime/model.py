@@ -101,6 +101,9 @@ class Model:
                                   if self.batch_axis[t.name] is not None), None)
         self._symbols = [(t.name, [(axis, d) for axis, d in enumerate(t.shape) if isinstance(d, str)])
                          for t in self.io.inputs]
+        self._batched = [(t.name, len(t.shape), self.batch_axis[t.name]) for t in self.io.inputs
+                         if self.batch_axis[t.name] is not None]
+        self._timed = next(((t.name, len(t.shape), t.shape.index(TIME)) for t in self._data if TIME in t.shape), None)
         # Integer inputs that index an embedding table: ids must lie in [0, rows) (the graph's Gather would
         # fail on larger ids and silently wrap negative ones).
         self._id_limits = {name: min(rows) for name in self._declared
@@ -348,19 +351,19 @@ class Model:
         """One sequence's inputs with the batch axis put back where it was left out, and the lengths input
         filled in where the model has one; and whether the batch axis was left out."""
         arrays, dropped = dict(inputs), False
-        for spec in self.io.inputs:
-            axis = self.batch_axis[spec.name]
-            if spec.name in arrays and arrays[spec.name] is not None and axis is not None:
-                arr = np.asarray(arrays[spec.name])
-                if arr.ndim == len(spec.shape) - 1:
-                    arrays[spec.name], dropped = np.expand_dims(arr, axis), True
+        for name, rank, axis in self._batched:
+            value = arrays.get(name)
+            if value is not None:
+                arr = np.asarray(value)
+                if arr.ndim == rank - 1:
+                    arrays[name], dropped = arr.reshape(arr.shape[:axis] + (1,) + arr.shape[axis:]), True
         lengths = self.io.lengths
-        if lengths and arrays.get(lengths) is None:
-            seq = next((t for t in self.io.data_inputs if TIME in t.shape and t.name in arrays), None)
-            if seq is not None:
-                arr = np.asarray(arrays[seq.name])
-                if arr.ndim == len(seq.shape):
-                    arrays[lengths] = np.array([arr.shape[seq.shape.index(TIME)]], np.int64)
+        if lengths and arrays.get(lengths) is None and self._timed is not None:
+            name, rank, axis = self._timed
+            if name in arrays:
+                arr = np.asarray(arrays[name])
+                if arr.ndim == rank:
+                    arrays[lengths] = np.array([arr.shape[axis]], np.int64)
         return arrays, dropped
 
     def _run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -128,7 +128,8 @@ def stacked_run(model: "Model", feeds: Sequence[Feed], max_rows: int, max_steps:
     artifact whose outputs cannot be split back by batch (an output with no batch axis, or one like
     ``time*batch``) runs each feed alone. The inputs named in ``check`` get their value checks (finite, ids in
     range) on the stacked arrays, all before the first run; a failure names the feed (``what`` k)."""
-    plan = _plan(model, feeds, max_rows, max_steps)
+    lay = _layout(model)
+    plan = _plan(model, lay, feeds, max_rows, max_steps)
     for members, stacked in plan:
         for name in check:
             try:
@@ -148,23 +149,80 @@ def stacked_run(model: "Model", feeds: Sequence[Feed], max_rows: int, max_steps:
             continue
         offset = 0
         for k in members:
-            b, t = model.batch_size(feeds[k]), _time(model, feeds[k])
-            results[k] = {spec.name: out[spec.name][_index(spec.shape, offset, b, t)] for spec in model.io.outputs}
+            b, t = model.batch_size(feeds[k]), lay.time(feeds[k])
+            results[k] = {name: out[name][at(offset, b, t)] for name, at in lay.outputs}
             offset += b
     return results  # type: ignore[return-value]
 
 
-def _plan(model: "Model", feeds: Sequence[Feed], max_rows: int, max_steps: int) -> list[tuple[list[int], Feed]]:
+class _Layout:
+    """Where each input and output of ``model`` has its batch and time axes, worked out once per model."""
+
+    def __init__(self, model: "Model"):
+        io = model.io
+        self.splittable = all(BATCH in t.shape and all(isinstance(d, int) or d in (TIME, BATCH)
+                                                       or ("*" not in d and "/" not in d) for d in t.shape)
+                              for t in io.outputs)
+        self.pad = bool(io.lengths) and any(TIME in t.shape for t in io.inputs)
+        timed = next((t for t in io.data_inputs if TIME in t.shape), None)
+        self._time = None if timed is None else (timed.name, timed.shape.index(TIME))
+        self.inputs = [(t.name, t.shape, _slicer(t.shape)) for t in io.inputs]
+        self.outputs = [(t.name, _slicer(t.shape)) for t in io.outputs]
+
+    def time(self, feed: Feed) -> int:
+        if self._time is None:
+            return 0
+        name, axis = self._time
+        return feed[name].shape[axis]
+
+    def key(self, feed: Feed) -> tuple:
+        """Feeds with equal keys can share a run: equal inputs without a batch axis, equal sizes of every other
+        axis but batch (and time, where padding is masked)."""
+        key = []
+        for name, shape, _ in self.inputs:
+            arr = feed[name]
+            if BATCH not in shape:  # shared by the whole run: must be the same array
+                key.append((arr.shape, arr.dtype.str, arr.tobytes()))
+            else:
+                key.append(tuple(0 if d == BATCH or (self.pad and d == TIME) else n for d, n in zip(shape, arr.shape)))
+        return tuple(key)
+
+
+def _layout(model: "Model") -> _Layout:
+    lay = model.__dict__.get("_stream_layout")
+    if lay is None:
+        lay = model.__dict__["_stream_layout"] = _Layout(model)
+    return lay
+
+
+def _slicer(shape: tuple):
+    """``at(offset, b, t)``: the index of one feed's rows (and, along time, its first ``t`` steps) in an array
+    stacked on the batch axis."""
+    batch = shape.index(BATCH) if BATCH in shape else None
+    time_axis = shape.index(TIME) if TIME in shape else None
+    base = [slice(None)] * len(shape)
+
+    def at(offset: int, b: int, t: int) -> tuple:
+        index = base.copy()
+        if batch is not None:
+            index[batch] = slice(offset, offset + b)
+        if time_axis is not None:
+            index[time_axis] = slice(0, t)
+        return tuple(index)
+    return at
+
+
+def _plan(model: "Model", lay: _Layout, feeds: Sequence[Feed], max_rows: int, max_steps: int
+          ) -> list[tuple[list[int], Feed]]:
     """The session.runs: (the feeds in it, its stacked feed)."""
-    if not _splittable(model):
+    if not lay.splittable:
         return [([k], f) for k, f in enumerate(feeds)]
-    pad = bool(model.io.lengths) and any(TIME in t.shape for t in model.io.inputs)
     groups: dict[tuple, list[int]] = {}
     for k, feed in enumerate(feeds):
-        groups.setdefault(_group_key(model, feed, pad), []).append(k)
+        groups.setdefault(lay.key(feed), []).append(k)
     plan = []
     for members in groups.values():
-        times = {k: _time(model, feeds[k]) for k in members}
+        times = {k: lay.time(feeds[k]) for k in members}
         members.sort(key=lambda k: -times[k])
         start = 0
         while start < len(members):
@@ -176,60 +234,30 @@ def _plan(model: "Model", feeds: Sequence[Feed], max_rows: int, max_steps: int) 
                     break
                 rows, end = rows + b, end + 1
             chunk = members[start:end]
-            plan.append((chunk, feeds[chunk[0]] if len(chunk) == 1 else _stack(model, [feeds[k] for k in chunk], pad)))
+            plan.append((chunk, feeds[chunk[0]] if len(chunk) == 1 else
+                         _stack(model, lay, [feeds[k] for k in chunk], times[chunk[0]])))
             start = end
     return plan
 
 
-def _splittable(model: "Model") -> bool:
-    return all(BATCH in t.shape and all(isinstance(d, int) or d in (TIME, BATCH) or "*" not in d and "/" not in d
-                                        for d in t.shape) for t in model.io.outputs)
-
-
-def _time(model: "Model", feed: Feed) -> int:
-    for spec in model.io.data_inputs:
-        if TIME in spec.shape:
-            return int(feed[spec.name].shape[spec.shape.index(TIME)])
-    return 0
-
-
-def _group_key(model: "Model", feed: Feed, pad: bool) -> tuple:
-    key = []
-    for spec in model.io.inputs:
-        arr = feed[spec.name]
-        if BATCH not in spec.shape:  # shared by the whole run: must be the same array
-            key.append((spec.name, arr.shape, arr.dtype.str, arr.tobytes()))
-            continue
-        key.append((spec.name, tuple(None if d == BATCH or (pad and d == TIME) else n
-                                     for d, n in zip(spec.shape, arr.shape))))
-    return tuple(key)
-
-
-def _stack(model: "Model", feeds: list[Feed], pad: bool) -> Feed:
-    """The feeds stacked on the batch axis, each zero-padded along time to the longest where ``pad``."""
-    t_max = max(_time(model, f) for f in feeds)
+def _stack(model: "Model", lay: _Layout, feeds: list[Feed], t_max: int) -> Feed:
+    """The feeds stacked on the batch axis, each zero-padded along time to ``t_max`` where padding is masked."""
     batches = [model.batch_size(f) for f in feeds]
+    times = [lay.time(f) for f in feeds]
     stacked = {}
-    for spec in model.io.inputs:
-        first = feeds[0][spec.name]
-        if BATCH not in spec.shape:
-            stacked[spec.name] = first
+    for name, shape, at in lay.inputs:
+        first = feeds[0][name]
+        if BATCH not in shape:
+            stacked[name] = first
             continue
-        shape = list(first.shape)
-        shape[spec.shape.index(BATCH)] = sum(batches)
-        if pad and TIME in spec.shape:
-            shape[spec.shape.index(TIME)] = t_max
-        buf = np.zeros(shape, first.dtype)
+        size = list(first.shape)
+        size[shape.index(BATCH)] = sum(batches)
+        if TIME in shape:
+            size[shape.index(TIME)] = t_max
+        buf = np.zeros(size, first.dtype) if lay.pad else np.empty(size, first.dtype)
         offset = 0
-        for f, b in zip(feeds, batches):
-            part = f[spec.name]
-            buf[_index(spec.shape, offset, b, part.shape[spec.shape.index(TIME)] if TIME in spec.shape else 0)] = part
+        for f, b, t in zip(feeds, batches, times):
+            buf[at(offset, b, t)] = f[name]
             offset += b
-        stacked[spec.name] = buf
+        stacked[name] = buf
     return stacked
-
-
-def _index(shape: tuple, offset: int, b: int, t: int) -> tuple:
-    """The slices of one feed's rows (and, along time, its first ``t`` steps) in a stacked array of ``shape``."""
-    return tuple(slice(offset, offset + b) if d == BATCH else slice(0, t) if d == TIME else slice(None)
-                 for d in shape)

@@ -33,6 +33,10 @@ def test_quick_bench_runs_every_section_and_writes_json_markdown_and_chart(tmp_p
     assert ms["int8"]["step_streams"]["chars_per_s"] > 0 and "runtime generate (int8)" in streaming
     for variant in ("fp32", "int8"):
         assert r["weight_traffic"][variant]["bytes_per_step"] > 1e6 and r["weight_traffic"][variant]["gb_s"] > 0
+    sv = r["serving"]  # the runtime's serving calls beside bare session.run on the very feeds they build
+    assert set(sv["stream_us_per_call"]) and all(v["ratio"] > 0 for v in sv["stream_us_per_call"].values())
+    assert all(v["session_runs"] >= 1 and v["ratio"] > 0 for v in sv["run_batch"].values())
+    assert set(sv["run_streams"]) == {"char-shakespeare", "user LM"}
     # one step by onnxruntime's profiler: the LSTM kernels and the whole run, per variant
     assert r["step_profile"]["fp32"]["LSTM"] > 0 and r["step_profile"]["int8"]["DynamicQuantizeLSTM"] > 0
     assert all(p["model_run"] > 0 for p in r["step_profile"].values())
@@ -71,7 +75,7 @@ def test_quick_bench_runs_every_section_and_writes_json_markdown_and_chart(tmp_p
     first = md.splitlines()[0]
     assert first.startswith("**BUSY MACHINE: figures not representative**" if r["load"]["busy"] else "Quiet machine")
     sections = ("| target |", "1. cold start", "2. latency", "3. throughput", "4. streaming", "4b. 64 streams",
-                "4c. weight traffic", "4d. one step", "4e. `runtime.load`", "5. int8", "6. export", "7. threads", "8. roofline", "9. memory bandwidth",
+                "4c. weight traffic", "4d. one step", "4e. `runtime.load`", "4f. serving", "5. int8", "6. export", "7. threads", "8. roofline", "9. memory bandwidth",
                 "10. Machine")
     for section in sections:
         assert section in md, section

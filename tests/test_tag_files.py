@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -213,14 +214,41 @@ def _python_m(*args: str) -> list[str]:
     return [sys.executable, "-m", *args]
 
 
-def test_ctrl_c_exits_130_with_one_line():
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGINT, started with SIGINT ignored", "SIGTERM"])
+def test_ctrl_c_exits_130_with_one_line(how):
+    """A shell without job control (a script's ``cmd &``, a CI runner) starts commands with SIGINT ignored, and
+    Python then leaves it ignored: the command went on generating after its SIGINT (issue 23, item 12). The CLI
+    sets its own handlers, so SIGINT and SIGTERM stop it however it was started."""
     proc = subprocess.Popen(_python_m("runtime", "generate", "artifacts/char-shakespeare", "-n", "1000000",
                                       "--temperature", "1", "--seed", "1"),
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout.read(1)  # generating
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and err == b"interrupted\n", err
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_ignore_sigint if "ignored" in how else None)
+    assert proc.stdout.read(1)  # generating: the handlers are set before the first character
+    proc.send_signal(signal.SIGTERM if how == "SIGTERM" else signal.SIGINT)
+    _, err = proc.communicate(timeout=600)  # a hang is the failure; the bound only stops a stuck run
+    assert proc.returncode == 130 and err == b"interrupted\n", (how, err)
+
+
+def test_sigterm_on_the_local_engine_leaves_no_partial_file(tmp_path):
+    text = lzma.decompress(DEV.read_bytes()).decode()
+    words = [line.split("\t")[1] for line in text.splitlines() if line and line[0].isdigit() and "\t" in line]
+    big = tmp_path / "in" / "big.txt"
+    big.parent.mkdir()
+    big.write_text("\n".join(" ".join(words[i:i + 20]) for i in range(0, len(words), 20)) * 20 + "\n")
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_python_m("runtime", "tag", str(POS_EWT), str(big), "--out", str(out)), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    while not list(out.glob(".*.partial")) and proc.poll() is None:  # tagging into the temporary file
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be stopped: make the input bigger"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 130 and err.endswith(b"interrupted\n"), err
+    assert list(out.iterdir()) == [], list(out.iterdir())  # no .partial, no half output
 
 
 @pytest.mark.parametrize("command", [["tag", str(POS_EWT), "-"], ["generate", "artifacts/char-hello"],
