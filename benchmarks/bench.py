@@ -1239,6 +1239,21 @@ def markdown(r: dict) -> str:
         lines.append(f"| {k} | {a['median']:.1f} [{a['min']:.1f}-{a['max']:.1f}] | {b['median']:.1f} "
                      f"[{b['min']:.1f}-{b['max']:.1f}] | {a['median'] / b['median']:.2f}x | "
                      f"{v['onnx']['bytes'] / 1e6:.2f} | {v['ort']['bytes'] / 1e6:.2f} |")
+    sv = r["serving"]
+    lines += ["", f"| 4f. serving any model (one thread, side by side) | runtime | bare session.run, the same feeds "
+              f"| runtime / bare (targets: stream <= 1.15x time; run_batch, run_streams >= 0.9x throughput) |",
+              "| --- | --- | --- | --- |"]
+    for k, v in sv["stream_us_per_call"].items():
+        lines.append(f"| stream.run, {k} | {v['stream.run']['median']:.1f} µs | "
+                     f"{v['bare session.run']['median']:.1f} µs | {v['ratio']:.2f}x time |")
+    for k, v in sv["run_batch"].items():
+        lines.append(f"| run_batch, {sv['sequences']} sequences of 1-40 steps, {k} ({v['session_runs']} runs) | "
+                     f"{v['run_batch']['seqs_per_s']:.0f} seq/s | {v['bare session.run']['seqs_per_s']:.0f} seq/s | "
+                     f"{v['ratio']:.2f}x throughput |")
+    for k, v in sv["run_streams"].items():
+        bare = next(x for x in v if x.startswith("bare"))
+        lines.append(f"| run_streams, {sv['streams']} streams of 1 step, {k} | {v['run_streams']['steps_per_s']:.0f} "
+                     f"steps/s | {v[bare]['steps_per_s']:.0f} steps/s | {v['ratio']:.2f}x throughput |")
     lines += ["", "| 5. int8 vs fp32 (pos-ewt) | fp32 | int8 |", "| --- | --- | --- |",
               f"| size | {q['fp32_bytes'] / 1e6:.2f} MB | {q['int8_bytes'] / 1e6:.2f} MB |",
               f"| latency (tag, 17 tokens) | {q['fp32_latency_us']:.0f} µs | {q['int8_latency_us']:.0f} µs |",

@@ -490,8 +490,13 @@ def read_ort(folder: Path | str, manifest: Manifest, file_name: str,
     if data[4:8] != ORT_IDENTIFIER:
         raise ArtifactError(f"{path}: not an ORT-format model: expected the file identifier {ORT_IDENTIFIER!r} at "
                             f"byte 4, got {data[4:8]!r}")
-    rows = ((manifest.export.get("ort") or {}).get("embedding_rows") or {})
-    return data, RecordedFacts(rows=dict(rows))
+    ort = manifest.export.get("ort") or {}
+    ints = [t.name for t in manifest.io.inputs if t.dtype in ("int64", "int32")]
+    if "embedding_rows" not in ort and ints:  # the .onnx load reads them off its graph; the .ort load cannot
+        raise ArtifactError(f"{Path(folder) / MANIFEST}: export.ort.embedding_rows is missing, so an ORT-format load "
+                            f"could not check the ids of integer inputs {ints} against the embedding rows they "
+                            f"index (a negative id would silently wrap); re-export the artifact, or load model.onnx")
+    return data, RecordedFacts(rows=dict(ort.get("embedding_rows") or {}))
 
 
 def read_artifact(folder: Path | str, variant: str, format: str = "onnx") -> tuple[Manifest, bytes, GraphFacts]:

@@ -17,6 +17,7 @@ cluster. Both tag each file in the chunks ``corpus.chunks`` cuts, so they write 
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import sys
@@ -55,29 +56,94 @@ class Summary:
                 f"{self.sentences:,} sentences, {self.tokens:,} tokens, {rate:,.0f} tokens/s, {self.seconds:.1f} s")
 
 
-def plan(inputs: list[str], out_dir: Path) -> list[Job]:
+def plan(inputs: list[str], out_dir: Path, note: Callable[[str], None] | None = None) -> list[Job]:
     """Every input file and its output path, in input order (a folder's and a glob's files sorted by path).
-    ValueError for an input that matches nothing and for two inputs writing one output."""
-    jobs, seen = [], {}
+
+    Refused before any work (ValueError): an input that matches nothing; two inputs writing one output; an output
+    that would land outside ``out_dir`` (a ``..`` after a glob's wildcard) or on an input; ``out_dir`` that is an
+    input folder; an input named explicitly that is not a regular file (a FIFO would block forever). Folder and
+    glob scans follow no symbolic links (a link to ``.`` would make them endless, a link out of the folder would
+    tag what is not in it) and leave out ``out_dir`` (earlier outputs are not inputs): each link skipped is said
+    in one ``note`` line."""
+    out_real = Path(os.path.realpath(out_dir))
+    jobs, seen, links = [], {}, []
     for arg in inputs:
         if glob.has_magic(arg):
             base = _fixed_prefix(arg)
-            found = sorted(p for p in glob.glob(arg, recursive=True) if os.path.isfile(p))
+            if ".." in Path(arg).parts[len(Path(base).parts) if base != "." else 0:]:
+                raise ValueError(f"{arg}: a '..' after a wildcard would put outputs outside --out {out_dir} "
+                                 f"(they are the paths below the pattern's fixed part); write the pattern without it")
+            found = _scan(base, out_real, links, pattern=Path(arg).parts[len(Path(base).parts) if base != "." else 0:])
             pairs = [(p, os.path.relpath(p, base)) for p in found]
         elif os.path.isdir(arg):
-            found = sorted(str(p) for p in Path(arg).rglob("*") if p.is_file())
-            pairs = [(p, os.path.relpath(p, arg)) for p in found]
+            if Path(os.path.realpath(arg)) == out_real:
+                raise ValueError(f"--out {out_dir} is the input folder {arg}: its outputs would replace the inputs; "
+                                 f"write them elsewhere")
+            pairs = [(p, os.path.relpath(p, arg)) for p in _scan(arg, out_real, links)]
         else:
+            if os.path.exists(arg) and not os.path.isfile(arg):
+                raise ValueError(f"{arg}: not a regular file (a FIFO, a device or a socket): give files or folders")
             pairs = [(arg, os.path.basename(arg))]  # missing or unreadable: that file fails when it is read
         if not pairs:
             raise ValueError(f"{arg}: no files match")
         for source, rel in pairs:
             output = out_dir / (rel[:-3] if rel.endswith(".xz") else rel)
+            real = Path(os.path.realpath(output))
+            if not real.is_relative_to(out_real):
+                raise ValueError(f"{source}: its output {output} would be written outside --out {out_dir} (the "
+                                 f"path below the pattern's fixed part leaves it); nothing was written")
+            if os.path.exists(source) and os.path.exists(real) and os.path.samefile(source, real):
+                raise ValueError(f"{source}: its output {output} is the input itself; write outputs elsewhere")
             if output in seen:
                 raise ValueError(f"{source} and {seen[output]} would both be written to {output}")
             seen[output] = source
             jobs.append(Job(source, output))
+    if links and note is not None:
+        shown = ", ".join(links[:5]) + (f" and {len(links) - 5} more" if len(links) > 5 else "")
+        note(f"skipped {len(links)} symbolic link(s), which folder and glob scans do not follow: {shown}")
     return jobs
+
+
+def _scan(root: str, out_real: Path, links: list[str], pattern: tuple[str, ...] | None = None) -> list[str]:
+    """Regular files below ``root`` (matching ``pattern``'s parts below it, ``**`` any number of folders), sorted;
+    symbolic links are not followed but recorded in ``links``; ``out_real`` (the output folder) is left out."""
+    found = []
+    deep = pattern is None or "**" in pattern
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        if Path(os.path.realpath(folder)).is_relative_to(out_real):
+            dirs[:] = []
+            continue
+        depth = len(Path(os.path.relpath(folder, root)).parts) if folder != root else 0
+        if not deep and depth >= len(pattern) - 1:
+            dirs[:] = []  # a pattern without ** matches nothing deeper
+            if depth > len(pattern) - 1:
+                continue
+        for d in list(dirs):
+            if os.path.islink(os.path.join(folder, d)):
+                links.append(os.path.join(folder, d))
+                dirs.remove(d)
+        for name in names:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                links.append(path)
+            elif name.startswith(".") and name.endswith(".partial"):
+                continue  # a killed run's temporary output (write_atomic), never an input
+            elif os.path.isfile(path) and (pattern is None or
+                                           _matches(Path(os.path.relpath(path, root)).parts, pattern)):
+                found.append(path)
+    return sorted(found)
+
+
+def _matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """Whether a relative path's ``parts`` match a glob's: fnmatch per part, ``**`` any number of parts."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":  # like glob: not into hidden folders
+        return any(_matches(parts[i:], pattern[1:]) for i in range(len(parts) + 1)
+                   if not any(p.startswith(".") for p in parts[:i]))
+    hidden = bool(parts) and parts[0].startswith(".") and not pattern[0].startswith(".")  # glob's rule for '*'
+    return (bool(parts) and not hidden and fnmatch.fnmatchcase(parts[0], pattern[0])
+            and _matches(parts[1:], pattern[1:]))
 
 
 def _fixed_prefix(pattern: str) -> str:

@@ -1,0 +1,91 @@
+"""Outputs never land outside --out or over an input, and links and special files cannot hang or widen a scan
+(issue 23, items 1, 2 and 3).
+
+Invariants:
+- every output of ``tag ... --out DIR`` resolves inside DIR, or the command is refused before any work;
+- ``--out`` equal to an input folder is refused; ``--out`` inside an input folder is left out of the scan;
+- folder and glob scans follow no symbolic link (each skipped link is said in one ``note:`` line); a FIFO named
+  as an input is refused, never read;
+- an ORT-format load with no recorded embedding rows for an integer input is refused (ids could wrap silently).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+import runtime
+
+from .conftest import ARTIFACTS, copy_artifact, run_cli
+
+POS = str(ARTIFACTS / "pos-tutorial")
+
+
+def _tree(tmp_path):
+    """in/sub1/a.txt, in/sub2/b.txt, and an unrelated file beside in/ that must never be touched."""
+    for rel in ("in/sub1/a.txt", "in/sub2/b.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("The dog ate the apple\n")
+    (tmp_path / "X.txt").write_text("not yours\n")
+    return tmp_path / "in"
+
+
+def _tag(*args):
+    return run_cli("runtime", "tag", POS, *args)
+
+
+def test_a_dotdot_after_a_wildcard_is_refused_before_any_work(tmp_path):
+    src = _tree(tmp_path)
+    out = _tag(str(src / "sub*" / ".." / ".." / "*.txt"), "--out", str(src / "o"))
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "'..' after a wildcard" in out.stderr, out.stderr
+    assert (tmp_path / "X.txt").read_text() == "not yours\n" and not (src / "o").exists()
+
+
+def test_out_equal_to_an_input_folder_is_refused_and_inside_it_is_not_rescanned(tmp_path):
+    src = _tree(tmp_path)
+    out = _tag(str(src), "--out", str(src))
+    assert out.returncode == 1 and "is the input folder" in out.stderr, out.stderr
+    assert (src / "sub1" / "a.txt").read_text() == "The dog ate the apple\n"
+    for run in range(2):  # --out inside the input folder: the second run sees the same two inputs
+        out = _tag(str(src), "--out", str(src / "tagged"))
+        assert out.returncode == 0 and "tagged 2 files" in out.stderr, (run, out.stderr)
+    assert sorted(p.relative_to(src / "tagged").as_posix() for p in (src / "tagged").rglob("*") if p.is_file()) == \
+        ["sub1/a.txt", "sub2/b.txt"]
+
+
+def test_links_are_not_followed_and_are_reported(tmp_path):
+    src = _tree(tmp_path)
+    os.symlink(".", src / "loop1")
+    os.symlink("..", src / "sub1" / "loop2")
+    os.symlink(tmp_path / "X.txt", src / "outside.txt")
+    os.symlink(src / "missing", src / "dangling.txt")
+    out = _tag(str(src / "**" / "*.txt"), "--out", str(tmp_path / "o"))
+    assert out.returncode == 0 and "tagged 2 files" in out.stderr, out.stderr
+    note = [line for line in out.stderr.splitlines() if line.startswith("note: ")]
+    assert len(note) == 1 and "skipped 4 symbolic link(s)" in note[0], out.stderr
+    out = _tag(str(src), "--out", str(tmp_path / "p"))
+    assert out.returncode == 0 and "tagged 2 files" in out.stderr and "skipped 4 symbolic link(s)" in out.stderr
+
+
+def test_a_fifo_named_as_an_input_is_refused_not_read(tmp_path):
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    out = _tag(str(fifo), "--out", str(tmp_path / "o"))
+    assert out.returncode == 1 and "not a regular file" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("drop", ["embedding_rows", "ort"])
+def test_an_ort_load_without_recorded_rows_is_refused(tmp_path, drop):
+    folder = copy_artifact(tmp_path, "pos-tutorial")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if drop == "ort":
+        del manifest["export"]["ort"]
+    else:
+        del manifest["export"]["ort"]["embedding_rows"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(runtime.ArtifactError, match="embedding rows"):
+        runtime.load(folder, format="ort")
+    assert runtime.load(folder).tag(["the", "dog"])  # the .onnx checks its ids itself
