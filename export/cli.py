@@ -35,6 +35,8 @@ from .write import WriteError, check_writable
 
 _SPEC = re.compile(r"^(?P<name>[A-Za-z_][\w.]*):(?P<dtype>float32|int64|int32|bool)\[(?P<dims>[^\]]*)\]"
                    r"(?::(?P<low>-?\d+)\.\.(?P<high>-?\d+))?$")
+MAX_RANK = 16  # torch takes at most 64 dimensions; no recurrent model's input has more than a few
+MAX_EXAMPLE_ELEMENTS = 2**26  # 256 MB of float32: an example is a small batch of short sequences
 _TORCH_DTYPES = {"float32": torch.float32, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
 
 
@@ -59,16 +61,28 @@ def parse_input(text: str) -> InputSpec:
                          f"'input:int64[time=35,batch=4]:0..9999' or 'h_0:float32[2,batch=4,200]' "
                          f"(DTYPE float32, int64, int32 or bool)")
     shape, axes = [], {}
-    for i, dim in enumerate(d for d in m["dims"].split(",") if d):
+    dims = [d for d in m["dims"].split(",") if d]
+    if len(dims) > MAX_RANK:
+        raise UsageError(f"--input {text!r}: rank {len(dims)}: expected at most {MAX_RANK} dimensions")
+    for i, dim in enumerate(dims):
         sym, _, size = dim.rpartition("=")
-        if not size.isdigit() or int(size) < 1 or (sym and not sym.isidentifier()):
-            raise UsageError(f"--input {text!r}: dimension {dim!r}: expected a size >= 1 or SYMBOL=SIZE")
+        if not re.fullmatch(r"[0-9]{1,12}", size) or int(size) < 1 or (sym and not sym.isidentifier()):
+            raise UsageError(f"--input {text!r}: dimension {dim!r}: expected a size >= 1 (digits 0-9) or "
+                             f"SYMBOL=SIZE")
         shape.append(int(size))
         if sym:
             axes[i] = sym
+    if int(np.prod(shape, dtype=object)) > MAX_EXAMPLE_ELEMENTS:
+        raise UsageError(f"--input {text!r}: {int(np.prod(shape, dtype=object)):,} elements: an example needs few "
+                         f"(at most {MAX_EXAMPLE_ELEMENTS:,}); verification varies the dynamic axes itself")
     low, high = (int(m["low"]), int(m["high"])) if m["low"] is not None else (None, None)
     if low is not None and low > high:
         raise UsageError(f"--input {text!r}: range {low}..{high} is empty")
+    if low is not None and m["dtype"] in ("int64", "int32"):
+        info = np.iinfo(m["dtype"])
+        if low < info.min or high > info.max:
+            raise UsageError(f"--input {text!r}: range {low}..{high} does not fit {m['dtype']} "
+                             f"([{info.min}, {info.max}])")
     return InputSpec(m["name"], m["dtype"], tuple(shape), axes, low, high)
 
 
@@ -152,6 +166,10 @@ def load_factory(target: str):
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
     """A state_dict, or a checkpoint dict holding one under state_dict / model_state_dict / model."""
+    if path.is_dir():
+        raise UsageError(f"--checkpoint {path}: is a folder, expected a checkpoint file (torch.save)")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"--checkpoint {path}: not a regular file (a FIFO or a device), expected a checkpoint file")
     if not path.is_file():
         raise UsageError(f"--checkpoint {path}: no such file")
     try:
@@ -166,7 +184,13 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
                 break
     if not isinstance(ckpt, dict) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
         raise ExportError(f"--checkpoint {path}: expected a state_dict (names -> tensors), got {type(ckpt).__name__}")
-    missing, unexpected = model.load_state_dict(ckpt, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(ckpt, strict=False)
+    except RuntimeError as e:  # tensors whose shapes do not fit: torch lists them, one per line
+        lines = [line.strip() for line in str(e).splitlines() if "size mismatch" in line]
+        raise ExportError(f"--checkpoint {path}: does not fit the module: "
+                          + ("; ".join(lines[:3]) + (f" (and {len(lines) - 3} more)" if len(lines) > 3 else "")
+                             if lines else " ".join(str(e).split())[:300])) from None
     if missing or unexpected:
         raise ExportError(f"--checkpoint {path}: does not fit the module: missing {list(missing)[:8]}, "
                           f"unexpected {list(unexpected)[:8]}")
@@ -254,6 +278,9 @@ def run(args: argparse.Namespace, table) -> int:
         return 2
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("error: out of memory building the example inputs: give smaller --input sizes", file=sys.stderr)
         return 1
     started = time.perf_counter()
     try:
