@@ -98,13 +98,20 @@ class CharLM(Model):
 
     def loss(self, text: str) -> float:
         """Mean negative log-likelihood, in nats per character, of each character of ``text`` given those before
-        it: one stream from a zero state (no start symbol), fed ``FEED_CHUNK`` characters per session.run and
+        it (a character outside the symbols, after the first, is a ValueError naming it: the model gives it no
+        probability): one stream from a zero state (no start symbol), fed ``FEED_CHUNK`` characters per session.run and
         encoded a chunk at a time (memory stays flat for any length)."""
         if not isinstance(text, str):
             raise TypeError(f"{self.name}: expected text as str, got {type(text).__name__}")
         if len(text) < 2:
             raise ValueError(f"{self.name}: loss needs at least 2 characters, got {len(text)}")
         state = {i: self.zero_state(i, 1) for i, _ in self.io.state}
+        if self.n_scores is not None and self.unk_id >= self.n_scores:  # the graph gives unknown symbols no score
+            bad = next((i for i, ch in enumerate(text) if i and ch not in self._index), None)
+            if bad is not None:
+                raise ValueError(f"{self.name}: loss: character {text[bad]!r} at position {bad} is outside the "
+                                 f"model's symbols, which it gives no probability (unknown characters are read as "
+                                 f"the unknown symbol, but cannot be scored): remove or replace them first")
         total = 0.0
         chunks = self._chunks([text])
         x = next(chunks)
@@ -140,8 +147,8 @@ class CharLM(Model):
             if not isinstance(s, Stream):
                 raise TypeError(f"{self.name}: step_streams: streams[{b}]: expected a Stream, got {type(s).__name__}")
             if s.lm is not self:
-                raise ValueError(f"{self.name}: step_streams: streams[{b}]: expected a stream of this model, got "
-                                 f"one of {s.lm.name!r}")
+                raise ValueError(f"{self.name}: step_streams: streams[{b}]: expected a stream of this loaded model, "
+                                 f"{self.loaded_as}, got one of {s.lm.loaded_as} (each load is its own model)")
             if id(s) in seen:
                 raise ValueError(f"{self.name}: step_streams: streams[{b}]: expected distinct streams, got the "
                                  f"stream of streams[{seen[id(s)]}] again")

@@ -151,6 +151,11 @@ class Model:
     def name(self) -> str:
         return self.manifest.name
 
+    @property
+    def loaded_as(self) -> str:
+        """Which of the artifact's model files this is: ``char-shakespeare (model.int8.ort)``."""
+        return f"{self.name!r} ({self.onnx_path.name})"
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, kind={self.manifest.kind!r}, folder={str(self.folder)!r})"
 

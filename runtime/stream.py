@@ -98,8 +98,8 @@ def check_pairs(model: "Model", pairs: Any) -> list[tuple[Stream, Mapping[str, A
         if not isinstance(s, Stream):
             raise TypeError(f"{model.name}: run_streams: item {k}: expected a Stream, got {type(s).__name__}")
         if s.model is not model:
-            raise ValueError(f"{model.name}: run_streams: item {k}: expected a stream of this model, got one of "
-                             f"{s.model.name!r}")
+            raise ValueError(f"{model.name}: run_streams: item {k}: expected a stream of this loaded model, "
+                             f"{model.loaded_as}, got one of {s.model.loaded_as} (each load is its own model)")
         if id(s) in seen:
             raise ValueError(f"{model.name}: run_streams: item {k}: expected distinct streams, got the stream of "
                              f"item {seen[id(s)]} again")

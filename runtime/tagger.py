@@ -36,7 +36,19 @@ class Tagger(Model):
     ValueError (raise the attribute to allow it: memory grows with the words in one session.run).
     """
 
-    max_words_per_run: int = MAX_WORDS_PER_RUN
+    _max_words_per_run: int = MAX_WORDS_PER_RUN
+
+    @property
+    def max_words_per_run(self) -> int:
+        """Most padded words in one session.run (bounds memory); assign an int >= 1 to change it."""
+        return self._max_words_per_run
+
+    @max_words_per_run.setter
+    def max_words_per_run(self, value: int) -> None:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise TypeError(f"{self.name}: max_words_per_run: expected an int >= 1, got {type(value).__name__} "
+                            f"{value!r:.40}")
+        self._max_words_per_run = int(value)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

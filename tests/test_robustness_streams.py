@@ -46,7 +46,8 @@ def test_a_refused_step_streams_call_moves_no_stream(lm, hello, case):
         "same stream twice": ([streams[0], streams[1], streams[0]], ValueError,
                               "streams[2]: expected distinct streams, got the stream of streams[0] again"),
         "later stream of another model": ([*streams, other], ValueError,
-                                          "streams[2]: expected a stream of this model, got one of 'char-hello'"),
+                                          "streams[2]: expected a stream of this loaded model, 'char-shakespeare' "
+                                          "(model.onnx), got one of 'char-hello' (model.onnx)"),
         "None in the list": ([*streams, None], TypeError, "streams[2]: expected a Stream, got NoneType"),
         "not a list": (streams[0], TypeError, "expected a sequence of streams, got Stream"),
     }[case]
@@ -62,7 +63,8 @@ def test_a_refused_step_streams_call_does_not_end_an_earlier_stream(lm, hello):
     with pytest.raises(ValueError) as e:
         hello.step_streams([ending, fed(lm)])
     assert not ending.ended, "earlier stream of a refused call: it ended"
-    assert "streams[1]: expected a stream of this model, got one of 'char-shakespeare'" in str(e.value), e.value
+    assert "streams[1]: expected a stream of this loaded model, 'char-hello' (model.onnx), got one of " \
+        "'char-shakespeare' (model.onnx)" in str(e.value), e.value
     assert ending.step() == "" and ending.ended, "earlier stream of a refused call: it did not end at its step"
 
 
@@ -222,3 +224,19 @@ def test_chunked_loss_and_feed_match_whole_runs(hello):
     out = hello.run(chars=np.concatenate([[hello.bos_id], hello.encode(text)])[:, None])
     np.testing.assert_allclose(s.state["h_0"], out["h_n"], atol=1e-4, err_msg="feed of 2,500 characters")
 
+
+
+def test_a_stream_of_another_load_of_the_same_artifact_names_the_file(lm):
+    """int8 and ORT loads of one artifact share its name: the message tells them apart (issue 23, item 10)."""
+    import runtime
+
+    q = runtime.load(ARTIFACTS / "char-shakespeare", variant="int8", format="ort")
+    with pytest.raises(ValueError) as e:
+        lm.step_streams([q.stream()])
+    assert "this loaded model, 'char-shakespeare' (model.onnx), got one of 'char-shakespeare' (model.int8.ort)" \
+        in str(e.value), e.value
+
+
+def test_loss_names_a_character_it_cannot_score(lm):
+    with pytest.raises(ValueError, match=r"loss: character 'é' at position 3 is outside the model's symbols"):
+        lm.loss("abcé and more")

@@ -55,3 +55,14 @@ def test_a_loaded_model_is_freed_on_del(name):
         assert ref() is None, f"{name}: still alive after del (a reference cycle)"
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("value", ["8192", None, 0, True, 2.5])
+def test_max_words_per_run_takes_only_an_int_of_at_least_one(value):
+    tagger = runtime.load(ARTIFACTS / "pos-tutorial")
+    with pytest.raises(TypeError, match="max_words_per_run: expected an int >= 1"):
+        tagger.max_words_per_run = value
+    tagger.max_words_per_run = 3
+    assert tagger.tag(["the", "dog"]) and tagger.max_words_per_run == 3
+    with pytest.raises(ValueError, match="expected at most 3 words"):
+        tagger.tag(["the"] * 4)

@@ -197,7 +197,7 @@ def test_run_streams_checks_the_whole_list_before_any_stream_moves(user):
     a, b = m.stream(), m.stream()
     feed = _sequence(m, 2, 1, seed=0)
     bad = {"duplicate": ([(a, feed), (a, feed)], ValueError, "item 1: expected distinct streams"),
-           "foreign": ([(a, feed), (other.stream(), {})], ValueError, "item 1: expected a stream of this model"),
+           "foreign": ([(a, feed), (other.stream(), {})], ValueError, "item 1: expected a stream of this loaded model"),
            "not a pair": ([(a, feed), b], TypeError, r"item 1: expected a \(stream, inputs\) pair"),
            "state given": ([(a, feed), (b, {**feed, "h_0": 0})], ValueError, r"item 1: \['h_0'\] are carried"),
            "bad input": ([(a, feed), (b, {"tokens": feed["tokens"].astype(np.float32)})], TypeError, "dtype int64"),
