@@ -233,6 +233,7 @@ def _tag(args) -> int:
         raise ValueError("--out DIR: give the input files, folders or globs (standard input goes to standard output)")
     if args.engine == "local" and (args.address is not None or args.workers is not None):
         raise ValueError("--address and --workers are options of --engine ray")
+    files.check_out(args.out)  # before any work: a file, a read-only place
     jobs = files.plan(args.inputs, args.out, note=lambda line: print(f"note: {line}", file=sys.stderr))
     if args.engine == "ray":
         if args.ort:

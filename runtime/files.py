@@ -153,17 +153,80 @@ def _fixed_prefix(pattern: str) -> str:
     return str(Path(*fixed)) if fixed else "."
 
 
+class OutputError(OSError):
+    """Writing an output failed (a full disk, a read-only place, a folder where the file goes): the message names
+    the output, not the input being read."""
+
+
+class _Output:
+    """The temporary output file, turning a failed write into an OutputError naming ``output``."""
+
+    def __init__(self, f, output: Path):
+        self._f, self._output = f, output
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            raise _output_error(self._output, e) from None
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as e:
+            raise _output_error(self._output, e) from None
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def _output_error(output: Path, e: OSError) -> OutputError:
+    return OutputError(e.errno, f"{output}: cannot write the output: {e.strerror or e}")
+
+
+def check_out(out_dir: Path) -> None:
+    """Before any work: ``out_dir`` is (or can be made) a folder this process can write into; OutputError else.
+    Nothing is created."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(20, f"--out {out_dir}: expected a folder, got a file")
+    existing = out_dir.absolute()
+    while not existing.exists():  # the folder is made only once there is work: probe where it would be made
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(20, f"--out {out_dir}: cannot be made: {existing} is a file")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".seqedge-write-check.", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(e.errno, f"--out {out_dir}: cannot write there: {e.strerror or e}") from None
+
+
 def write_atomic(output: Path, write: Callable) -> dict:
     """``write(binary_file)`` into a temporary file beside ``output``, renamed to ``output`` once it returns;
-    removed if it raises. Returns what ``write`` returns."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
+    removed if it raises. Returns what ``write`` returns. Failures to write (the folder, the temporary file, the
+    rename) are OutputErrors naming ``output``; what ``write`` raises while reading its input passes unchanged."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            result = write(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
+    except OSError as e:
+        raise _output_error(output, e) from None
+    f = os.fdopen(fd, "wb")
+    try:
+        out = _Output(f, output)
+        result = write(out)
+        out.flush()  # where a full disk shows, more often than in write()
+        try:
+            f.close()
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, output)
+        except OSError as e:
+            raise _output_error(output, e) from None
     except BaseException:
+        try:
+            f.close()  # after a failed flush, closing fails again on the same bytes: the first error stands
+        except OSError:
+            pass
         os.unlink(tmp)
         raise
     return result
@@ -203,6 +266,8 @@ def run_local(tagger, jobs: list[Job], fmt: str, resume: bool) -> Summary:
 def failure(job: Job, e: Exception) -> str:
     """The one line a file's failure is reported as (``Summary.failures``), by both engines: ValueErrors from
     ``corpus`` name the file and line already (others get the file put in front); OSErrors name the file."""
+    if isinstance(e, OutputError):
+        return e.strerror
     if isinstance(e, OSError):
         return f"{job.source}: {e.strerror or e}"
     text = str(e)

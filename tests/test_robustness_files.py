@@ -89,3 +89,39 @@ def test_an_ort_load_without_recorded_rows_is_refused(tmp_path, drop):
     with pytest.raises(runtime.ArtifactError, match="embedding rows"):
         runtime.load(folder, format="ort")
     assert runtime.load(folder).tag(["the", "dog"])  # the .onnx checks its ids itself
+
+
+def test_write_failures_name_the_output_not_the_input(tmp_path, monkeypatch, capsys):
+    """A full disk and a folder where the output goes are the output's failures: named so (issue 23, item 5)."""
+    from runtime import files
+    from runtime.__main__ import main as runtime_main
+
+    src = _tree(tmp_path)
+    real_fdopen = os.fdopen
+
+    def full(fd, mode):  # every temporary output writes to /dev/full: ENOSPC, as on a full disk
+        os.close(fd)
+        return real_fdopen(os.open("/dev/full", os.O_WRONLY), mode)
+
+    monkeypatch.setattr(files.os, "fdopen", full)
+    assert runtime_main(["tag", POS, str(src), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'o' / 'sub1' / 'a.txt'}: cannot write the output: No space left on device" in err, err
+    assert str(src / "sub1" / "a.txt") + ":" not in err, err
+    monkeypatch.undo()
+    (tmp_path / "p" / "sub1" / "a.txt").mkdir(parents=True)  # a folder where the output file goes
+    assert runtime_main(["tag", POS, str(src), "--out", str(tmp_path / "p")]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'p' / 'sub1' / 'a.txt'}: cannot write the output: Is a directory" in err, err
+
+
+@pytest.mark.parametrize("where", ["a file", "unwritable"])
+def test_an_out_that_cannot_be_written_is_refused_before_any_work(tmp_path, where):
+    src = _tree(tmp_path)
+    out_dir = tmp_path / "file.txt" if where == "a file" else "/proc/seqedge-out"
+    if where == "a file":
+        out_dir.write_text("x")
+    out = _tag(str(src), "--out", str(out_dir))
+    expected = "expected a folder, got a file" if where == "a file" else "cannot write there"
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and expected in out.stderr, out.stderr
+    assert "[1/" not in out.stderr  # no file was started
