@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="input files (.xz is decompressed), folders or glob patterns; none or - reads standard "
                           "input (without --out)")
     tag.add_argument("--format", choices=corpus.FORMATS, default="text", help="input/output format (default text)")
+    tag.add_argument("--max-words", type=int, metavar="N",
+                     help="most padded words in one session.run, which bounds memory (default 8192): raise it "
+                          "for longer sentences (local engine)")
     tag.add_argument("--out", type=Path, metavar="DIR", help="write one tagged file per input file under DIR")
     tag.add_argument("--resume", action="store_true",
                      help="with --out: skip inputs whose output exists (outputs are complete or absent)")
@@ -92,6 +95,10 @@ def _load(args, kind):
     if not isinstance(model, kind):
         raise ArtifactError(f"{args.artifact}: is a {model.manifest.kind!r} artifact; "
                             f"'{args.command}' needs a {kind.__name__} artifact")
+    if getattr(args, "max_words", None) is not None:
+        if args.max_words < 1:
+            raise ValueError(f"--max-words: expected an int >= 1, got {args.max_words}")
+        model.max_words_per_run = args.max_words
     return model
 
 
@@ -238,6 +245,8 @@ def _tag(args) -> int:
     if args.engine == "ray":
         if args.ort:
             raise ValueError("--ort: the ray engine runs the .onnx files (drop --ort, or use --engine local)")
+        if args.max_words is not None:
+            raise ValueError("--max-words: the ray engine's actors tag with the default limit (use --engine local)")
         from .ray_engine import run_ray  # imports ray: only when asked for
 
         summary = run_ray(args.artifact, jobs, args.format, args.variant, args.resume, args.address, args.workers)

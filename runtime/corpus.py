@@ -14,8 +14,10 @@ engine) gives the same bytes.
   rather than through a CoNLL-U library: a library parses columns into values and serializes them again, which
   is not lossless (the ``conllu`` package drops a MISC value's second ``=`` and a repeated FEATS key).
 
-Bounds: a line longer than ``MAX_LINE_BYTES`` and a sentence of more than ``MAX_BLOCK_LINES`` lines are refused
-(``ValueError`` naming the file and line), as are invalid UTF-8, a malformed token line and a damaged .xz file.
+Bounds: a line longer than ``MAX_LINE_BYTES``, a sentence of more than ``MAX_BLOCK_LINES`` words and a block of
+more than ``MAX_BLOCK_CHARS`` characters (comments and blank lines, of which any number is valid, count only
+here) are refused (``ValueError`` naming the file and line), as are invalid UTF-8, a malformed token line and a
+damaged .xz file. A UTF-8 byte-order mark at the start is read past and written back.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from typing import BinaryIO, Iterable, Iterator
 FORMATS = ("text", "conllu")
 CHUNK_BLOCKS = 256  # sentences per tag_batch call (and per chunk written)
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: a longer line is refused before it is held in memory
-MAX_BLOCK_LINES = 10_000  # lines in one CoNLL-U sentence
+MAX_BLOCK_LINES = 10_000  # words in one CoNLL-U sentence
+MAX_BLOCK_CHARS = 64 * 2**20  # characters in one CoNLL-U block, comments and blank lines included: bounds memory
 NO_TAG = "_"  # CoNLL-U's empty value: a gold UPOS of "_" is not scored
 
 # CoNLL-U IDs: a word (1, 2, ...), a multiword token range (3-4), an empty node (8.1, or 0.1 before the first word).
@@ -102,8 +105,15 @@ def chunks(stream: BinaryIO, fmt: str, name: str, size: int = CHUNK_BLOCKS) -> I
         yield chunk
 
 
-def tag_chunk(tagger, chunk: list[Block], fmt: str) -> str:
-    """One chunk tagged and rendered, as one ``tag_batch`` call."""
+def tag_chunk(tagger, chunk: list[Block], fmt: str, name: str = "") -> str:
+    """One chunk tagged and rendered, as one ``tag_batch`` call. A sentence longer than the tagger's
+    ``max_words_per_run`` is a ValueError naming its line in the file ``name``."""
+    limit = tagger.max_words_per_run
+    for b in chunk:
+        if len(b.words) > limit:
+            raise ValueError(f"{name + ': ' if name else ''}line {b.line}: a sentence of {len(b.words):,} words, more "
+                             f"than max_words_per_run ({limit:,}, which bounds memory): split it, or raise the limit "
+                             f"(--max-words N; tagger.max_words_per_run in Python)")
     return "".join(b.render(t, fmt) for b, t in zip(chunk, tagger.tag_batch([b.words for b in chunk])))
 
 
@@ -117,7 +127,7 @@ def tag_file(tagger, stream: BinaryIO, out: BinaryIO, fmt: str, name: str, size:
     """Tag every sentence of ``stream`` into ``out`` (UTF-8), chunk by chunk; returns sentences and tokens."""
     sentences = tokens = 0
     for chunk in chunks(stream, fmt, name, size):
-        out.write(tag_chunk(tagger, chunk, fmt).encode("utf-8"))
+        out.write(tag_chunk(tagger, chunk, fmt, name).encode("utf-8"))
         out.flush()
         s, t = counts(chunk)
         sentences += s
@@ -194,18 +204,24 @@ def _conllu_blocks(stream: BinaryIO, name: str) -> Iterator[Block]:
     block: Block | None = None
     for number, line in _lines(stream, name):
         body = _split_ending(line)[0]
+        if number == 1 and body.startswith("\ufeff"):  # a UTF-8 byte-order mark: read past, written back as it came
+            body = body[1:]
         blank = not body.strip()
         if block is not None and not blank and block.lines and not _split_ending(block.lines[-1])[0].strip():
             yield block  # a sentence ends after its blank lines, where the next one starts
             block = None
         if block is None:
-            block = Block(number, [])
-        if len(block.lines) >= MAX_BLOCK_LINES:
-            raise ValueError(f"{name}: line {number}: sentence from line {block.line} has more than "
-                             f"{MAX_BLOCK_LINES:,} lines")
+            block, size = Block(number, []), 0
+        size += len(line)
+        if size > MAX_BLOCK_CHARS:  # blank and comment lines count here only: any number of them is valid
+            raise ValueError(f"{name}: line {number}: the sentence from line {block.line} holds more than "
+                             f"{MAX_BLOCK_CHARS:,} characters (with its comments and blank lines)")
         block.lines.append(line)
         if blank or body.startswith("#"):
             continue
+        if len(block.rows) + 1 > MAX_BLOCK_LINES and _WORD_ID.fullmatch(body.split("\t", 1)[0]):
+            raise ValueError(f"{name}: line {number}: the sentence from line {block.line} has more than "
+                             f"{MAX_BLOCK_LINES:,} words")
         cols = body.split("\t")
         if len(cols) != 10:
             raise ValueError(f"{name}: line {number}: expected 10 tab-separated columns, got {len(cols)}")

@@ -125,3 +125,37 @@ def test_an_out_that_cannot_be_written_is_refused_before_any_work(tmp_path, wher
     expected = "expected a folder, got a file" if where == "a file" else "cannot write there"
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and expected in out.stderr, out.stderr
     assert "[1/" not in out.stderr  # no file was started
+
+
+def test_a_sentence_over_the_limit_is_named_at_its_file_line_with_the_way_to_raise_it(tmp_path):
+    text = tmp_path / "in.txt"
+    text.write_text("the dog\nthe cat\n" + "the dog ate the big apple\n" + "a b\n")
+    out = _tag(str(text), "--out", str(tmp_path / "o"), "--max-words", "5")
+    assert out.returncode == 1, out.stderr
+    assert f"{text}: line 3: a sentence of 6 words, more than max_words_per_run (5" in out.stderr, out.stderr
+    assert "--max-words N" in out.stderr
+    out = _tag(str(text), "--out", str(tmp_path / "p"), "--max-words", "6")
+    assert out.returncode == 0 and (tmp_path / "p" / "in.txt").read_text().count("\n") == 4, out.stderr
+
+
+def test_valid_conllu_with_many_blank_or_comment_lines_or_a_bom_round_trips(tmp_path):
+    import io
+
+    from runtime import corpus
+
+    word = "1\tdog\t_\t_\t_\t_\t_\t_\t_\t_\n"
+    cases = {"10,001 blank lines": word + "\n" * 10_001 + word + "\n",
+             "12,000 comment lines": "# c\n" * 12_000 + word + "\n",
+             "a byte-order mark": "\ufeff# sent_id = 1\n" + word + "\n"}
+    tagger = runtime.load(ARTIFACTS / "pos-tutorial")
+    for case, text in cases.items():
+        out = io.BytesIO()
+        corpus.tag_file(tagger, io.BytesIO(text.encode()), out, "conllu", case)
+        got, want = out.getvalue().decode().splitlines(True), text.splitlines(True)
+        assert len(got) == len(want), case
+        for g, w in zip(got, want):  # byte for byte but column 4 (UPOS) of word lines, the mark included
+            if w.startswith("1\t"):
+                g, w = g.split("\t"), w.split("\t")
+                assert g[3] != "_" and g[:3] + g[4:] == w[:3] + w[4:], case
+            else:
+                assert g == w, case
