@@ -167,6 +167,9 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
     check_writable(dest.parent, str(dest))  # before any work: WriteError "DEST: cannot write there (...)"
     if dest.exists() and not force:
         raise ExportError(f"{dest} exists; pass force=True (--force) to replace it")
+    if dest.is_symlink():  # publishing renames a new folder over it: the link would become a folder
+        raise ExportError(f"{dest} is a symbolic link (to {dest.readlink()}): give the folder it points to, or "
+                          f"another path; an export replaces folders, never links")
     if dest.exists() and not dest.is_dir():
         raise ExportError(f"{dest}: expected an artifact folder, got a file")
     def say(message: str) -> None:

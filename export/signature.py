@@ -211,8 +211,17 @@ def infer(model: torch.nn.Module, args: Any, input_names: list[str], axes: dict[
     io = IOSpec(inputs=tuple(inputs), outputs=(), lengths=lengths)
     model.eval()
     guard = guard or AttributeGuard(model)
-    plan.sizes = _probe_sizes(model, io, structure, plan, custom, guard)
-    outputs, notes = _infer_outputs(model, io, structure, plan, output_names, custom, guard)
+    buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
+    try:
+        plan.sizes = _probe_sizes(model, io, structure, plan, custom, guard)
+        outputs, notes = _infer_outputs(model, io, structure, plan, output_names, custom, guard)
+    finally:
+        moved = _restore_buffers(model, buffers)
+    if moved:
+        raise SignatureError(f"forward changes buffer(s) {moved} in place (a step counter, running statistics): an "
+                             f"exported graph cannot carry a buffer from call to call, so after the first call its "
+                             f"answers would differ from eager's; keep buffers constant in eval mode, or take the "
+                             f"value as an input and return its update as an output (state=)")
     assigned = guard.changed(model)
     if assigned:
         notes.append(f"forward assigns {assigned}: the exported graph cannot carry them between calls; it uses "
@@ -231,6 +240,19 @@ def infer(model: torch.nn.Module, args: Any, input_names: list[str], axes: dict[
                      else "no recurrent state pair detected")
     guard.restore(model)
     return Signature(IOSpec(io.inputs, io.outputs, pairs, lengths), plan, structure, leaves, guard, notes)
+
+
+def _restore_buffers(model: torch.nn.Module, saved: dict[str, torch.Tensor]) -> list[str]:
+    """Put the module's buffers back as ``saved``; the names of those forward had changed in place."""
+    moved = []
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            old = saved.get(name)
+            if old is not None and not (b.shape == old.shape and torch.equal(b, old)):
+                moved.append(name)
+                if b.shape == old.shape:
+                    b.copy_(old)
+    return moved
 
 
 def _check_lengths(name: str, names: list[str], leaves: list[torch.Tensor], inputs: list[TensorSpec],
@@ -334,7 +356,9 @@ _RANDOM = {"rand", "randn", "randint", "rand_like", "randn_like", "randint_like"
 def _check_deterministic(model, io, structure, plan, custom, guard, first: list[np.ndarray]) -> None:
     """Refuse a forward whose outputs differ between two identical calls, naming where it draws random numbers
     (a BiLSTM-CRF's ``init_hidden`` returning ``torch.randn`` state): no exported graph can be verified against it."""
+    before = {n: b.detach().clone() for n, b in model.named_buffers()}
     again = _runs(model, io, structure, plan, dict(plan.example), custom, guard, seed=0)
+    moved = _restore_buffers(model, before)
     if isinstance(again, Exception):
         return  # failing the second time is the same module failing: the probes that follow report it
     differ = [(i, float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.shape == b.shape else None)
@@ -342,6 +366,11 @@ def _check_deterministic(model, io, structure, plan, custom, guard, first: list[
     if not differ:
         return
     i, d = differ[0]
+    if moved:
+        raise SignatureError(f"forward changes buffer(s) {moved} in place, so two identical calls give other "
+                             f"outputs (output[{i}]): an exported graph cannot carry a buffer from call to call; keep "
+                             f"buffers constant in eval mode, or take the value as an input and return its update "
+                             f"as an output (state=)")
     places = _random_places(model, io, structure, plan, custom, guard)
     where = (f"it draws random numbers at {'; '.join(places)}" if places else
              "no random operator was seen (is state kept between calls, or a dropout left in training mode?)")

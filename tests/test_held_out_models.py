@@ -253,3 +253,35 @@ def test_a_per_call_predictor_with_list_of_lists_state_chains_like_eager(tmp_pat
             _same(got, want, m, f"predictor step {step} B={b}")
             eager_state = want[2]
             carried = {i: got[o] for i, o in m.io.state}
+
+
+class CountingLM(torch.nn.Module):
+    """A model that counts its calls in a buffer, changed in place in forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.GRU(4, 4)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        self.calls += 1
+        y, _ = self.rnn(x)
+        return y * self.calls
+
+
+def test_a_buffer_changed_in_forward_is_named(tmp_path):
+    model = CountingLM().eval()
+    with pytest.raises(export.ExportError) as e:
+        export.export_module(model, (torch.randn(5, 2, 4),), tmp_path / "c", ["x"], {"x": {0: "time", 1: "batch"}},
+                             formats=[])
+    assert "forward changes buffer(s) ['calls'] in place" in str(e.value), e.value
+    assert float(model.calls) == 0.0  # the user's module is given back as it came
+
+
+def test_an_artifact_folder_that_is_a_symlink_is_refused(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(export.ExportError, match="is a symbolic link"):
+        export.export_module(Forecaster().eval(), (torch.randn(2, 16, 3),), tmp_path / "link", ["x"],
+                             {"x": {0: "batch", 1: "time"}}, formats=[], force=True)
+    assert (tmp_path / "link").is_symlink()
