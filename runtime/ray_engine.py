@@ -280,6 +280,8 @@ def run_ray(artifact: str | Path, jobs: list[files.Job], fmt: str, variant: str 
             signal.signal(signal.SIGTERM, previous)
         raise RayEngineError(f"ray engine: cannot {'start a local Ray' if address is None else 'connect to ' + address}"
                              f": {_first_line(e)}") from None
+    if main_thread:  # again: ray.init installs its core's own SIGTERM handler (a C++ stack dump, exit 15)
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)))

@@ -287,3 +287,37 @@ def test_tag_batch_in_a_users_ray_data_program(ray_local, how):
     assert sorted(rows) == list(range(len(sentences)))
     for i, s in enumerate(sentences):
         assert list(rows[i]["tokens"]) == s and list(rows[i]["tags"]) == tagger.tag(s), i
+
+
+def test_sigterm_to_the_driver_is_interrupted_with_ray_stopped(corpus, tmp_path):
+    """ray.init installs its core's SIGTERM handler (a C++ stack dump, exit 15); the driver puts its own back:
+    exit 130, ``interrupted``, no .partial file, no Ray process left (issue 23, item 8)."""
+    out_dir = tmp_path / "out"
+    proc = subprocess.Popen(_ray_cli(str(corpus["text"]), "--out", str(out_dir)), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ray_processes: list[int] = []
+    try:
+        _wait_for(lambda: _outputs(out_dir) - {"empty.txt"} if out_dir.exists() else None, proc)
+        ray_processes = _descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=600)[1].decode()
+    except BaseException:
+        _kill([proc.pid, *ray_processes])
+        raise
+    assert proc.returncode == 130 and err.rstrip().endswith("interrupted"), err[-2000:]
+    assert "SIGTERM received" not in err, err[-2000:]
+    assert not [p for p in out_dir.rglob("*") if p.name.endswith(".partial")]
+    deadline = time.monotonic() + 30  # ray.shutdown has returned: its processes are on their way out
+    alive = ray_processes
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.5)
+        alive = [p for p in ray_processes if _alive(p)]
+    _kill(alive)
+    assert not alive, f"Ray processes outlived the interrupted driver: {alive}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False
