@@ -242,6 +242,9 @@ def _tag(args) -> int:
         raise ValueError("--address and --workers are options of --engine ray")
     files.check_out(args.out)  # before any work: a file, a read-only place
     jobs = files.plan(args.inputs, args.out, note=lambda line: print(f"note: {line}", file=sys.stderr))
+    left = files.clean_partials(args.out)
+    if left:
+        print(f"note: removed {len(left)} temporary file(s) a killed run left under {args.out}", file=sys.stderr)
     if args.engine == "ray":
         if args.ort:
             raise ValueError("--ort: the ray engine runs the .onnx files (drop --ort, or use --engine local)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
+import re
 import sys
 import tempfile
 import time
@@ -208,7 +209,7 @@ def write_atomic(output: Path, write: Callable) -> dict:
     rename) are OutputErrors naming ``output``; what ``write`` raises while reading its input passes unchanged."""
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.{os.getpid()}.", suffix=".partial", dir=output.parent)
     except OSError as e:
         raise _output_error(output, e) from None
     f = os.fdopen(fd, "wb")
@@ -230,6 +231,38 @@ def write_atomic(output: Path, write: Callable) -> dict:
         os.unlink(tmp)
         raise
     return result
+
+
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.partial$")
+
+
+def clean_partials(out_dir: Path) -> list[Path]:
+    """Remove the temporary outputs (``.NAME.PID.XXXX.partial``) that processes no longer running left under
+    ``out_dir`` (a killed run's); a running process's are left alone. Returns what was removed."""
+    removed = []
+    if not out_dir.is_dir():
+        return removed
+    for folder, dirs, names in os.walk(out_dir, followlinks=False):
+        for name in names:
+            m = _PARTIAL.match(name)
+            if m and not _running(int(m["pid"])):
+                path = Path(folder) / name
+                try:
+                    path.unlink()
+                    removed.append(path)
+                except OSError:
+                    pass
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: running
+        return True
+    return True
 
 
 def pending(jobs: list[Job], resume: bool) -> tuple[list[Job], int]:

@@ -159,3 +159,18 @@ def test_valid_conllu_with_many_blank_or_comment_lines_or_a_bom_round_trips(tmp_
                 assert g[3] != "_" and g[:3] + g[4:] == w[:3] + w[4:], case
             else:
                 assert g == w, case
+
+
+def test_temporary_files_of_dead_runs_are_removed_and_never_inputs(tmp_path):
+    src = _tree(tmp_path)
+    out_dir = tmp_path / "o"
+    (out_dir / "sub1").mkdir(parents=True)
+    dead = out_dir / "sub1" / ".a.txt.4194305.x1y2.partial"  # above Linux's largest pid (2**22): never running
+    live = out_dir / f".b.txt.{os.getpid()}.z3w4.partial"  # this test's own process: running
+    dead.write_text("half")
+    live.write_text("half")
+    out = _tag(str(src), "--out", str(out_dir), "--resume")
+    assert out.returncode == 0 and "removed 1 temporary file(s) a killed run left" in out.stderr, out.stderr
+    assert not dead.exists() and live.exists()
+    out = _tag(str(out_dir), "--out", str(tmp_path / "again"))  # the outputs folder as input: partials are not inputs
+    assert out.returncode == 0 and "tagged 2 files" in out.stderr, out.stderr
