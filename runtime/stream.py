@@ -30,7 +30,8 @@ class Stream:
     ``state``: {state input name: array}, read (a copy) or assigned (checked like a run's input: names, dtype,
     fixed axes, finite values, one batch size). ``outputs``: the last run's outputs (None before the first).
     ``reset()`` starts over from zeros. The batch size is the first chunk's (or the assigned state's); later
-    chunks must have it too.
+    chunks must have it too. The state outputs ``run`` returns are the arrays the next call reads (no copy on the
+    hot path): copy them before changing them in place.
     """
 
     def __init__(self, model: "Model"):
@@ -49,8 +50,7 @@ class Stream:
 
     @property
     def state(self) -> Feed:
-        """The state carried to the next run (zeros at batch 1 before any run). Copies in both directions: the
-        stream never shares its arrays with the caller."""
+        """The state carried to the next run (zeros at batch 1 before any run). Copies in both directions."""
         state = self._state or {i: self.model.zero_state(i, 1) for i, _ in self.model.io.state}
         return {k: v.copy() for k, v in state.items()}
 
