@@ -21,13 +21,18 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m runtime", description="Run seqedge artifacts (numpy + onnxruntime).")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
     sub = p.add_subparsers(dest="command", required=True)
-    model = argparse.ArgumentParser(add_help=False)  # which model file of the artifact the command runs
+    # --threads after the subcommand too (``tag A x.txt --threads 2``); SUPPRESS keeps the value given before it
+    threads = argparse.ArgumentParser(add_help=False)
+    threads.add_argument("--threads", type=int, default=argparse.SUPPRESS,
+                         help="onnxruntime intra-op threads, as before the subcommand (default 1)")
+    model = argparse.ArgumentParser(add_help=False, parents=[threads])  # which model file of the artifact it runs
     model.add_argument("--variant", choices=sorted(VARIANTS), default="fp32", help="model variant (default fp32)")
     model.add_argument("--ort", action="store_true",
                        help="load the variant's ORT-format file (model.ort, model.int8.ort: what a minimal "
                             "onnxruntime build runs) instead of its .onnx")
 
-    info = sub.add_parser("info", help="print what an artifact is: kind, IO, state, formats, exporter, parity")
+    info = sub.add_parser("info", parents=[threads], help="print what an artifact is: kind, IO, state, formats, "
+                                                          "exporter, parity")
     info.add_argument("artifact", help="artifact folder, e.g. artifacts/pos-tutorial")
     info.add_argument("--json", action="store_true", help="print the whole manifest (and file sizes) as JSON")
 

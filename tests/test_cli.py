@@ -68,3 +68,14 @@ def test_export_rejects_unknown_names_and_existing_artifacts(tmp_path):
     assert out.returncode == 2 and "unknown model" in out.stderr
     out = run_cli("export", "lstm-tutorial", "--out", "artifacts")
     assert out.returncode == 2 and "--force" in out.stderr
+
+
+def test_threads_is_taken_before_or_after_the_subcommand():
+    """A global option after the subcommand (``generate A -n 5 --threads 2``) is the same option (issue 24)."""
+    import runtime.__main__ as cli
+
+    for argv in (["--threads", "2", "generate", "artifacts/char-hello"], ["generate", "artifacts/char-hello",
+                                                                          "--threads", "2"]):
+        assert cli._parser().parse_args(argv).threads == 2, argv
+    assert cli._parser().parse_args(["info", "artifacts/char-hello"]).threads == 1
+    assert cli._parser().parse_args(["run", "artifacts/lstm-tutorial", "x.npz", "--threads", "2"]).threads == 2
