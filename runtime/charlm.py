@@ -144,15 +144,7 @@ class CharLM(Model):
         streams = list(streams)
         seen: dict[int, int] = {}  # id(stream) -> its first index
         for b, s in enumerate(streams):
-            if not isinstance(s, Stream):
-                raise TypeError(f"{self.name}: step_streams: streams[{b}]: expected a Stream, got {type(s).__name__}")
-            if s.lm is not self:
-                raise ValueError(f"{self.name}: step_streams: streams[{b}]: expected a stream of this loaded model, "
-                                 f"{self.loaded_as}, got one of {s.lm.loaded_as} (each load is its own model)")
-            if id(s) in seen:
-                raise ValueError(f"{self.name}: step_streams: streams[{b}]: expected distinct streams, got the "
-                                 f"stream of streams[{seen[id(s)]}] again")
-            seen[id(s)] = b
+            streams_.check_stream(self, s, Stream, b, seen, "step_streams", "streams[{}]")
         picks: dict[int, int] = {}  # stream index -> the symbol it picked and feeds back
         for b, s in enumerate(streams):
             s._flush()

@@ -208,6 +208,67 @@ def test_run_streams_checks_the_whole_list_before_any_stream_moves(user):
         assert a.outputs is None and b.outputs is None, case
 
 
+def test_a_chunk_shaped_like_the_last_is_still_checked(user):
+    """Stream.run skips the shape checks for a chunk shaped as the last one: its values, a cast dtype and a
+    reassigned state's batch are checked all the same, on every call."""
+    m = user["lm"]
+    s = m.stream()
+    tokens = np.array([[3, 4]])  # (time 1, batch 2)
+    s.run(tokens=tokens)
+    s.run(tokens=tokens)  # shapes now known: the next calls take the short path
+    for case, bad, error, match in [
+            ("id past the table", np.array([[3, 20]]), ValueError, r"expected ids in \[0, 20\).*to 20"),
+            ("negative id", np.array([[-1, 4]]), ValueError, "from -1 to 4"),
+            ("float ids", tokens.astype(np.float32), TypeError, "dtype int64"),
+            ("other batch", np.array([[3]]), ValueError, "axis 'batch' disagrees")]:
+        before = s.state
+        with pytest.raises(error, match=match):
+            s.run(tokens=bad)
+        _close(s.state, before, f"lm: {case}: the state did not move")
+    want = m.run(tokens=tokens, **s.state)
+    _close(s.run(tokens=tokens.astype(np.int32)), want, "lm: int32 ids cast")
+    s.state = {"h_0": np.zeros((2, 1, 12), np.float32), "c_0": np.zeros((2, 1, 12), np.float32)}
+    with pytest.raises(ValueError, match="axis 'batch' disagrees"):  # the assigned state is batch 1
+        s.run(tokens=tokens)
+    assert s.run(tokens=tokens[:, :1])["logits"].shape == (1, 1, 20)
+
+    vad = user["vad"].stream()
+    chunk = np.ones((1, 16), np.float32)
+    vad.run(chunk=chunk)
+    vad.run(chunk=chunk)
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="expected finite values"):
+            vad.run(chunk=np.where(np.arange(16) == 5, bad, 1).astype(np.float32)[None])
+    big = np.full((1, 16), 3e38, np.float32)  # finite, though their sum overflows float32
+    assert np.isfinite(vad.run(chunk=big)["prob"]).all()
+
+
+def test_run_batch_checks_every_sequence_of_a_shape_it_has_seen(user):
+    """run_batch checks each shape once: the sequences after the first of a shape still get their own value and
+    lengths checks, named by index."""
+    m, cls = user["lm"], user["classifier"]
+    seqs = [{"tokens": np.full((5, 1), 3)} for _ in range(4)]
+    for k, (value, match) in enumerate([(20, r"sequence 2: .*expected ids in \[0, 20\)"),
+                                        (-2, r"sequence 2: .*from -2 to 3")]):
+        bad = [dict(x) for x in seqs]
+        bad[2]["tokens"] = np.array([[3], [3], [value], [3], [3]])
+        with pytest.raises(ValueError, match=match):
+            m.run_batch(bad)
+    many = [{"tokens": np.full((70, 1), 3)} for _ in range(3)]  # over 64 values: numpy's reductions
+    many[1]["tokens"] = many[1]["tokens"].copy()
+    many[1]["tokens"][60] = -5
+    with pytest.raises(ValueError, match=r"sequence 1: .*from -5 to 3"):
+        m.run_batch(many)
+    text = [{"text": np.full(6, 4), "text_lengths": np.array([6])} for _ in range(3)]
+    text[2]["text_lengths"] = np.array([7])
+    with pytest.raises(ValueError, match=r"sequence 2: .*expected valid lengths in \[1, 6\]"):
+        cls.run_batch(text)
+    mixed = [{"tokens": np.full((4, 1), 3, np.int32)}, {"tokens": np.full((4, 1), 3)}, {"tokens": [[3]] * 4}]
+    outs = m.run_batch(mixed)
+    for k, seq in enumerate(mixed):
+        _close(outs[k], m.run(tokens=np.asarray(seq["tokens"], np.int64)), f"lm: mixed dtypes, sequence {k}")
+
+
 @pytest.mark.parametrize("name", ["classifier", "lm", "lstm-2layer-batch-first", "pos-ewt"])
 def test_run_batch_equals_one_by_one(user, name):
     m = user[name] if name in user else runtime.load(ARTIFACTS / name)
