@@ -15,6 +15,7 @@ import copy
 import json
 import re
 import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +103,7 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
                   runtime_feeds: Callable[[runtime.Model], list[Feed]] | None = None,
                   log: Callable[[str], None] | None = None, formats: Sequence[str] | None = None,
                   pte_batch: int = 1, pte_max: dict[str, int] | None = None, portable: bool = False,
-                  dynamic_axes: dict | None = None) -> Path:
+                  dynamic_axes: dict | None = None, quiet: bool = False) -> Path:
     """Export ``model`` to TorchScript and ONNX with its ``axes`` dynamic, verify it, and write ``folder``.
 
     ``args``: forward's example arguments as torch.onnx.export takes them (a tuple of tensors and nested tuples
@@ -134,7 +135,12 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
     export record, ``checks``/``facts`` for model-specific facts, ``custom_inputs`` for inputs that generated
     random tensors cannot be (see feeds.py), ``extra_files`` written beside the model, ``runtime_feeds`` for real
     inputs (made with the loaded artifact, e.g. ``Tagger.inputs``) that the other ONNX runtimes are checked on too,
-    ``log`` for progress lines.
+    ``log`` for progress lines (and warning lines, instead of Python warnings).
+
+    Progress: by default, when stderr is a terminal, each stage (the IO learned, TorchScript, the ONNX path,
+    int8, ORT format, torch.export and ExecuTorch, verification, the other runtimes) is one line on stderr with
+    the seconds since the call began; nothing when stderr is not a terminal, or with ``quiet=True``; ``log=``
+    takes the lines instead.
 
     Returns the artifact folder; raises ExportError (bad arguments, unsupported layers, pinned axes; WriteError
     when the file system refuses: checked before any work, or a full disk while writing) or ParityError
@@ -172,10 +178,12 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
                           f"another path; an export replaces folders, never links")
     if dest.exists() and not dest.is_dir():
         raise ExportError(f"{dest}: expected an artifact folder, got a file")
+    progress = log if log is not None else None if quiet else _terminal_log()
+
     def say(message: str) -> None:
         job.stage = message.split(": ", 1)[-1].rstrip(" .")
-        if log is not None:
-            log(message)
+        if progress is not None:
+            progress(message)
 
     job = _Job(name, kind, exporter, config or {}, vocab or {}, info or {}, int8, checks, facts, custom_inputs,
                extra_files or {}, runtime_feeds, say, formats=wanted,
@@ -219,6 +227,14 @@ def export_module(model: torch.nn.Module, args: Any, folder: str | Path, input_n
         torch.set_num_threads(threads)
         guard.restore(model)
     return dest
+
+
+def _terminal_log() -> Callable[[str], None] | None:
+    """Progress lines on stderr, each with the seconds since the export began, where stderr is a terminal."""
+    if not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
+        return None
+    start = time.perf_counter()
+    return lambda message: print(f"[{time.perf_counter() - start:5.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 def _warner(log: Callable[[str], None] | None) -> Callable[..., None]:

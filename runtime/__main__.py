@@ -15,6 +15,7 @@ from . import commands, corpus, files, load
 from .artifact import MODEL_FILES, VARIANTS, ArtifactError
 from .charlm import CharLM
 from .tagger import Tagger
+from .progress import Progress
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -174,8 +175,8 @@ def _run(args) -> int:
         return _tag(args)
     elif args.command == "eval":
         tagger = _load(args, Tagger)
-        with corpus.open_input(args.gold) as f:
-            result = corpus.evaluate(tagger, f, args.gold)
+        with corpus.open_input(args.gold) as f, Progress("eval", unit="sentences") as shown:
+            result = corpus.evaluate(tagger, f, args.gold, shown.update)
         for line in corpus.format_report(result):
             print(line)
         if args.json:
@@ -193,7 +194,8 @@ def _run(args) -> int:
             raise ValueError(f"--start-fraction: expected a number in [0, 1), got {args.start_fraction}")
         text = _read_text(args.file)
         text = text[int(len(text) * args.start_fraction):]
-        value = lm.loss(text)
+        with Progress("loss", len(text) - 1, "characters") as shown:
+            value = lm.loss(text, shown.update)
         print(f"{value:.4f} nats/char ({value / math.log(2):.4f} bits/char) over {len(text) - 1} characters")
         if args.json:
             print(json.dumps({"characters": len(text) - 1, "loss": value}))

@@ -15,7 +15,7 @@ pending text, its random generator): it is per-thread, use each stream from one 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -96,11 +96,12 @@ class CharLM(Model):
         if n:
             yield np.concatenate(buf)
 
-    def loss(self, text: str) -> float:
+    def loss(self, text: str, progress: Callable[[int], None] | None = None) -> float:
         """Mean negative log-likelihood, in nats per character, of each character of ``text`` given those before
         it (a character outside the symbols, after the first, is a ValueError naming it: the model gives it no
         probability): one stream from a zero state (no start symbol), fed ``FEED_CHUNK`` characters per session.run and
-        encoded a chunk at a time (memory stays flat for any length)."""
+        encoded a chunk at a time (memory stays flat for any length). ``progress(characters scored so far)`` is
+        called after each run."""
         if not isinstance(text, str):
             raise TypeError(f"{self.name}: expected text as str, got {type(text).__name__}")
         if len(text) < 2:
@@ -112,7 +113,7 @@ class CharLM(Model):
                 raise ValueError(f"{self.name}: loss: character {text[bad]!r} at position {bad} is outside the "
                                  f"model's symbols, which it gives no probability (unknown characters are read as "
                                  f"the unknown symbol, but cannot be scored): remove or replace them first")
-        total = 0.0
+        total, scored = 0.0, 0
         chunks = self._chunks([text])
         x = next(chunks)
         while len(x):  # x: the ids of one run
@@ -128,6 +129,9 @@ class CharLM(Model):
             m = logits.max(axis=1, keepdims=True)
             log_z = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))[:, 0]
             total += float((log_z - logits[np.arange(len(y)), y]).sum())
+            scored += len(y)
+            if progress is not None:
+                progress(scored)
             x = nxt
         return total / (len(text) - 1)
 

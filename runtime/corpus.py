@@ -26,7 +26,7 @@ import lzma
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 FORMATS = ("text", "conllu")
 CHUNK_BLOCKS = 256  # sentences per tag_batch call (and per chunk written)
@@ -135,9 +135,10 @@ def tag_file(tagger, stream: BinaryIO, out: BinaryIO, fmt: str, name: str, size:
     return {"sentences": sentences, "tokens": tokens}
 
 
-def evaluate(tagger, stream: BinaryIO, name: str) -> dict:
+def evaluate(tagger, stream: BinaryIO, name: str, progress: Callable[[int], None] | None = None) -> dict:
     """UPOS accuracy of a gold CoNLL-U file, with per-tag precision and recall. Words whose gold UPOS is ``_``
-    are tagged but not scored (``unscored``); a file with nothing to score is a ValueError."""
+    are tagged but not scored (``unscored``); a file with nothing to score is a ValueError. ``progress(sentences
+    so far)`` is called after each chunk."""
     pairs: Counter = Counter()  # (gold, predicted) -> count
     sentences = unscored = 0
     for chunk in chunks(stream, "conllu", name):
@@ -148,6 +149,8 @@ def evaluate(tagger, stream: BinaryIO, name: str) -> dict:
                     unscored += 1
                 else:
                     pairs[g, p] += 1
+        if progress is not None:
+            progress(sentences)
     tokens = sum(pairs.values())
     if not tokens:
         raise ValueError(f"{name}: no gold UPOS to score ({sentences} sentences, {unscored} words tagged '_')")
