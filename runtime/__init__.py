@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .artifact import FORMATS, VARIANTS, ArtifactError, FolderReplaced, Manifest, model_file, read_artifact
 from .charlm import CharLM
-from .model import Model, check_options
+from .model import Model, check_options, check_providers
 from .tagger import Tagger
 
 __all__ = ["load", "Model", "Tagger", "CharLM", "Manifest", "ArtifactError"]
@@ -24,7 +24,7 @@ _CLASSES: dict[str, type[Model]] = {"recurrent": Model, "tagger": Tagger, "char-
 
 
 def load(path: str | Path, *, variant: str = "fp32", format: str = "onnx", intra_op_threads: int = 1,
-         spinning: bool = False) -> Model:
+         spinning: bool = False, providers: list | None = None) -> Model:
     """Load the artifact folder ``path`` and return the object for its kind (Model, Tagger or CharLM).
 
     The manifest is read first and the model file is checked against its SHA-256 before onnxruntime sees it.
@@ -32,6 +32,10 @@ def load(path: str | Path, *, variant: str = "fp32", format: str = "onnx", intra
     loads the same variant in ONNX Runtime's ORT format (model.ort, model.int8.ort), where the artifact has it:
     what a minimal onnxruntime build (no ONNX parser) loads; the answers are the same.
     ``intra_op_threads`` and ``spinning`` set onnxruntime's thread pool (defaults suit small edge CPUs).
+    ``providers``: onnxruntime execution providers in order of preference, as ``InferenceSession`` takes them
+    (names, or (name, options) pairs), e.g. ``["XnnpackExecutionProvider", "CPUExecutionProvider"]`` on an
+    onnxruntime build with XNNPACK; each must be in ``onnxruntime.get_available_providers()``. None (the default)
+    is the CPU. The parity the export verified is the CPU provider's; check another provider's answers on your data.
     Bad arguments are a TypeError or ValueError naming the argument, raised before anything is read.
     """
     if not isinstance(variant, str):
@@ -43,6 +47,7 @@ def load(path: str | Path, *, variant: str = "fp32", format: str = "onnx", intra
     if format not in FORMATS:
         raise ValueError(f"format: expected one of {list(FORMATS)}, got {format!r:.40}")
     intra_op_threads, spinning = check_options(intra_op_threads, spinning)
+    providers = check_providers(providers)
     folder = Path(path)
     for retry in (False, True):  # an export that renamed a new artifact over the folder meanwhile: read it again
         try:
@@ -52,4 +57,4 @@ def load(path: str | Path, *, variant: str = "fp32", format: str = "onnx", intra
             if retry:
                 raise
     return _CLASSES[manifest.kind](folder, manifest, intra_op_threads=intra_op_threads, spinning=spinning,
-                                   onnx_file=model_file(variant, format), onnx=(data, graph))
+                                   onnx_file=model_file(variant, format), onnx=(data, graph), providers=providers)

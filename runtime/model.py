@@ -51,6 +51,28 @@ def check_options(intra_op_threads: Any, spinning: Any) -> tuple[int, bool]:
     return int(intra_op_threads), bool(spinning)
 
 
+def check_providers(providers: Any) -> list:
+    """``providers`` as onnxruntime takes them: None is the CPU; else a list of execution provider names, or
+    (name, {option: value}) pairs, each in this onnxruntime build (``onnxruntime.get_available_providers()``).
+    TypeError or ValueError naming what is wrong and what is available otherwise."""
+    if providers is None:
+        return ["CPUExecutionProvider"]
+    if isinstance(providers, (str, bytes)) or not isinstance(providers, Sequence) or not providers:
+        raise TypeError(f"providers: expected a non-empty list of execution provider names, e.g. "
+                        f"['CPUExecutionProvider'], got {type(providers).__name__} {providers!r:.60}")
+    available = ort.get_available_providers()
+    for entry in providers:
+        name = entry[0] if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict) else entry
+        if not isinstance(name, str):
+            raise TypeError(f"providers: expected names (str) or (name, options dict) pairs, got {entry!r:.60}")
+        if name not in available:
+            raise ValueError(f"providers: {name!r} is not in this onnxruntime build (onnxruntime "
+                             f"{ort.__version__}, {ort.get_device()}); available: {available}. Install a build "
+                             f"that has it (e.g. onnxruntime-gpu, onnxruntime-openvino, or your own build with "
+                             f"--use_xnnpack)")
+    return list(providers)
+
+
 def session_options(intra_op_threads: int = 1, spinning: bool = False) -> ort.SessionOptions:
     """Defaults for small recurrent models on edge CPUs: one intra-op thread, no busy-wait spinning.
 
@@ -81,16 +103,19 @@ class Model:
     """
 
     def __init__(self, folder: Path, manifest: Manifest, *, intra_op_threads: int = 1, spinning: bool = False,
-                 onnx_file: str = ONNX_FILE, onnx: tuple[bytes, GraphFacts] | None = None):
-        """``onnx``: the model file's bytes and facts as ``read_onnx`` returns them (read here when None)."""
+                 onnx_file: str = ONNX_FILE, onnx: tuple[bytes, GraphFacts] | None = None,
+                 providers: Sequence | None = None):
+        """``onnx``: the model file's bytes and facts as ``read_onnx`` returns them (read here when None);
+        ``providers``: onnxruntime execution providers (``check_providers``; None: the CPU)."""
         self.folder = folder
         self.manifest = manifest
         self.io = manifest.io
         self.onnx_path = folder / onnx_file
         options = session_options(intra_op_threads, spinning)  # a bad argument is the caller's error, not the model's
+        providers = check_providers(providers)
         data, graph = onnx or read_onnx(folder, manifest, onnx_file)
         try:
-            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(data, options, providers=providers)
         except Exception as e:  # onnxruntime raises its own untyped errors for unparsable graphs
             raise ArtifactError(f"{folder / onnx_file}: onnxruntime cannot load it: {e}") from None
         self._declared = {i.name: i for i in self.session.get_inputs()}

@@ -187,6 +187,28 @@ def test_load_arguments_are_checked_before_anything_is_read(tmp_path, case, kwar
         assert "onnxruntime" not in str(e.value), f"case {case}: reported as the model's fault: {e.value}"
 
 
+@pytest.mark.parametrize("case, providers, error, words", [
+    ("a provider this build lacks", ["XnnpackExecutionProvider"], ValueError,
+     ["'XnnpackExecutionProvider'", "not in this onnxruntime build", "available", "CPUExecutionProvider"]),
+    ("a name, not a list", "CPUExecutionProvider", TypeError, ["providers", "list", "str"]),
+    ("an empty list", [], TypeError, ["providers", "non-empty"]),
+    ("a number in the list", [3], TypeError, ["providers", "3"]),
+    ("options that are not a dict", [("CPUExecutionProvider", 1)], TypeError, ["providers"]),
+])
+def test_providers_are_checked_against_this_onnxruntime_build(tmp_path, case, providers, error, words):
+    for folder in (ARTIFACTS / "lstm-2layer", tmp_path / "absent"):
+        with pytest.raises(error) as e:
+            runtime.load(folder, providers=providers)
+        for w in words:
+            assert w in str(e.value), f"case {case}: {w!r} not in {str(e.value)!r}"
+
+
+@pytest.mark.parametrize("providers", [None, ["CPUExecutionProvider"], [("CPUExecutionProvider", {})]])
+def test_providers_reach_the_session(providers):
+    model = runtime.load(ARTIFACTS / "lstm-2layer", providers=providers)
+    assert model.session.get_providers() == ["CPUExecutionProvider"], f"case providers={providers}"
+
+
 def test_numpy_ints_and_bools_are_accepted(tmp_path):
     model = runtime.load(ARTIFACTS / "lstm-2layer", intra_op_threads=np.int64(2), spinning=np.bool_(True))
     options = model.session.get_session_options()
