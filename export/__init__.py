@@ -9,7 +9,16 @@ verified at many lengths and batch sizes, as an artifact folder the torch-free `
 The registered models (``python -m export --list``) live in ``export.zoo`` and are built with the same call.
 """
 
-from .api import Check, export_module
 from .errors import DataError, ExportError, ExportWarning, ParityError, PortabilityWarning, SignatureError, WriteError
 
 __all__ = ["export_module", "Check", "ExportError", "ParityError", "SignatureError", "WriteError", "DataError", "ExportWarning", "PortabilityWarning"]
+
+
+def __getattr__(name: str):
+    """``export.export_module`` and ``export.Check`` import torch on first use, not on ``import export``: the command
+    line (``python -m export --help``, ``--list``) answers without it."""
+    if name in ("export_module", "Check"):
+        from . import api
+        globals()[name] = value = getattr(api, name)
+        return value
+    raise AttributeError(f"module 'export' has no attribute {name!r}")

@@ -30,7 +30,8 @@ import runtime
 from runtime.artifact import (BATCH, INT8_FILE, ONNX_FILE, OPS_CONFIG, ORT_VARIANTS, PT2_FILE, PTE_FILE, TIME,
                               TORCHSCRIPT_FILE, ArtifactError, Manifest, model_file, read_manifest, sha256_bytes,
                               write_manifest)
-from .convert import (EXPORTERS, ONNX_PATHS, OPSET, check_onnx, quantize_int8, to_onnx, to_ort,
+from .choices import EXPORTERS, FORMATS
+from .convert import (ONNX_PATHS, OPSET, check_onnx, quantize_int8, to_onnx, to_ort,
                       to_torchscript, quiet_export_tools)
 from .errors import ExportError, ExportWarning, ParityError, PortabilityWarning, SignatureError
 from . import program as programs
@@ -49,9 +50,6 @@ PORTABILITY = ("note: in the portable form an LSTM's c_n for a sequence shorter 
 INT8_MAX_ERROR = 0.1  # int8 vs fp32: RMS of the difference / RMS of fp32, per float output
 # onnxruntime's dynamic quantization writes its own operators (com.microsoft DynamicQuantizeLSTM, MatMulInteger,
 # DynamicQuantizeLinear): model.int8.onnx is for onnxruntime only; model.onnx is the portable one.
-# Formats written beside model.pt and model.onnx (always written): by default every one, .pt2 and .pte wherever they
-# pass (a toolchain that is not installed is recorded and said once); ``formats=`` names those that must.
-FORMATS = ("ort", "pt2", "pte")
 INT8_RUNTIMES = {"runtimes": ["onnxruntime"], "why": "onnxruntime dynamic quantization: com.microsoft "
                  "DynamicQuantizeLSTM and integer MatMul operators, which other runtimes do not implement"}
 

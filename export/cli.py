@@ -18,6 +18,7 @@ import ast
 import importlib
 import importlib.util
 import json
+import math
 import os
 import re
 import sys
@@ -25,23 +26,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
+from .errors import ExportError, UsageError, WriteError
+from .write import check_writable
 
-from runtime.artifact import read_manifest
-from .api import FORMATS, export_module
-from .errors import ExportError
-from .write import WriteError, check_writable
+# torch and numpy are imported where the work starts (``run``): the command line is parsed and checked, and its
+# usage errors answered, without them (importing torch takes seconds).
 
 _SPEC = re.compile(r"^(?P<name>[A-Za-z_][\w.]*):(?P<dtype>float32|int64|int32|bool)\[(?P<dims>[^\]]*)\]"
                    r"(?::(?P<low>-?\d+)\.\.(?P<high>-?\d+))?$")
 MAX_RANK = 16  # torch takes at most 64 dimensions; no recurrent model's input has more than a few
 MAX_EXAMPLE_ELEMENTS = 2**26  # 256 MB of float32: an example is a small batch of short sequences
-_TORCH_DTYPES = {"float32": torch.float32, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
-
-
-class UsageError(ValueError):
-    """A bad command line: exit status 2 with one line."""
+_INT_RANGES = {"int64": (-2**63, 2**63 - 1), "int32": (-2**31, 2**31 - 1)}
 
 
 @dataclass(frozen=True)
@@ -72,21 +67,23 @@ def parse_input(text: str) -> InputSpec:
         shape.append(int(size))
         if sym:
             axes[i] = sym
-    if int(np.prod(shape, dtype=object)) > MAX_EXAMPLE_ELEMENTS:
-        raise UsageError(f"--input {text!r}: {int(np.prod(shape, dtype=object)):,} elements: an example needs few "
+    if math.prod(shape) > MAX_EXAMPLE_ELEMENTS:
+        raise UsageError(f"--input {text!r}: {math.prod(shape):,} elements: an example needs few "
                          f"(at most {MAX_EXAMPLE_ELEMENTS:,}); verification varies the dynamic axes itself")
     low, high = (int(m["low"]), int(m["high"])) if m["low"] is not None else (None, None)
     if low is not None and low > high:
         raise UsageError(f"--input {text!r}: range {low}..{high} is empty")
     if low is not None and m["dtype"] in ("int64", "int32"):
-        info = np.iinfo(m["dtype"])
-        if low < info.min or high > info.max:
-            raise UsageError(f"--input {text!r}: range {low}..{high} does not fit {m['dtype']} "
-                             f"([{info.min}, {info.max}])")
+        least, most = _INT_RANGES[m["dtype"]]
+        if low < least or high > most:
+            raise UsageError(f"--input {text!r}: range {low}..{high} does not fit {m['dtype']} ([{least}, {most}])")
     return InputSpec(m["name"], m["dtype"], tuple(shape), axes, low, high)
 
 
-def example_tensor(spec: InputSpec, lengths: str | None, time: int | None, rng: np.random.Generator) -> torch.Tensor:
+def example_tensor(spec: InputSpec, lengths: str | None, time: int | None, rng):
+    """The example tensor for one --input spec, drawn from ``rng`` (a numpy Generator)."""
+    import numpy as np
+    import torch
     if spec.name == lengths:
         if time is None or len(spec.shape) != 1:
             raise UsageError(f"--lengths {lengths}: expected a rank-1 input and another input with a 'time' axis")
@@ -164,8 +161,10 @@ def load_factory(target: str):
     return getattr(module, attr)
 
 
-def load_weights(model: torch.nn.Module, path: Path) -> None:
-    """A state_dict, or a checkpoint dict holding one under state_dict / model_state_dict / model."""
+def load_weights(model, path: Path) -> None:
+    """Into the torch.nn.Module ``model``: a state_dict, or a checkpoint dict holding one under state_dict /
+    model_state_dict / model."""
+    import torch
     if path.is_dir():
         raise UsageError(f"--checkpoint {path}: is a folder, expected a checkpoint file (torch.save)")
     if path.exists() and not path.is_file():
@@ -196,72 +195,56 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
                           f"unexpected {list(unexpected)[:8]}")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("export your own module (--module; this RUNS the code of the file or package named)")
-    g.add_argument("--module", metavar="FILE.py:NAME", help="factory function or class returning the torch.nn.Module "
-                   "(called with --kwargs); also package.module:NAME")
-    g.add_argument("--kwargs", default="{}", metavar="JSON", help="keyword arguments for NAME, as a JSON object")
-    g.add_argument("--checkpoint", type=Path, metavar="FILE", help="weights: a state_dict saved with torch.save, "
-                   "loaded with torch.load(weights_only=True)")
-    g.add_argument("--input", action="append", default=[], metavar="SPEC", dest="inputs",
-                   help="one per flattened forward argument, in order: NAME:DTYPE[DIMS][:LOW..HIGH], DIMS sizes or "
-                        "SYMBOL=SIZE for dynamic axes, e.g. input:int64[time=35,batch=4]:0..9999")
-    g.add_argument("--args", metavar="STRUCTURE", help="how forward takes the inputs, e.g. 'input, (h_0, c_0)' "
-                   "(default: each input a separate argument)")
-    g.add_argument("--output-names", metavar="A,B,...", help="names of the flattened outputs (default output_0, ...)")
-    g.add_argument("--lengths", metavar="NAME", help="the input holding each sequence's valid length along 'time'")
-    g.add_argument("--state", action="append", default=[], metavar="IN=OUT",
-                   help="a recurrent state pair, e.g. h_0=h_n (detected when not given)")
-    g.add_argument("--int8", action="store_true", help="also write model.int8.onnx, checked against fp32")
-    g.add_argument("--portable", action="store_true",
-                   help="require every installed ONNX runtime to agree with onnxruntime (default: another runtime's "
-                        "refusal or wrong answer is a warning line and recorded in the manifest)")
-    g.add_argument("--pte-batch", type=int, default=1, metavar="N",
-                   help="the batch size model.pte is made for (ExecuTorch keeps only the time axis dynamic; default 1)")
+@dataclass(frozen=True)
+class Request:
+    """A --module command line, checked: its input specs, how forward nests them, --kwargs and --state."""
+    specs: list[InputSpec]
+    structure: tuple
+    kwargs: dict
+    state: dict[str, str]
 
 
-def add_format_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--formats", type=_formats, default=None, metavar="A,B",
-                   help=f"optional formats to write beside model.pt and model.onnx, each of which must then pass: "
-                        f"{','.join(FORMATS)} (ort: model.ort for minimal onnxruntime builds; pt2: torch.export "
-                        f"program; pte: ExecuTorch). Default: all, .pt2 and .pte wherever they pass; '' for none")
-
-
-def _formats(text: str) -> tuple[str, ...]:
-    names = tuple(f for f in (s.strip() for s in text.split(",")) if f)
-    unknown = [f for f in names if f not in FORMATS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown format(s) {unknown}: expected names from {','.join(FORMATS)}")
-    return names
-
-
-def run(args: argparse.Namespace, table) -> int:
-    """Export the module the command line names into ``--out``; print the parity table. Exit status."""
+def check(args: argparse.Namespace) -> Request:
+    """Every check of a --module command line that needs neither torch nor the user's code: UsageError (exit 2) or
+    WriteError (exit 1), before any work."""
+    specs = [parse_input(s) for s in args.inputs]
+    if not specs:
+        raise UsageError("--module needs one --input per flattened forward argument")
+    structure = nest(args.args, [s.name for s in specs])
     try:
-        specs = [parse_input(s) for s in args.inputs]
-        if not specs:
-            raise UsageError("--module needs one --input per flattened forward argument")
-        names = [s.name for s in specs]
-        structure = nest(args.args, names)
-        try:
-            kwargs = json.loads(args.kwargs)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"--kwargs: not a JSON object: {e}") from None
-        if not isinstance(kwargs, dict):
-            raise UsageError(f"--kwargs: expected a JSON object, got {type(kwargs).__name__}")
-        state = {}
-        for pair in args.state:
-            i, sep, o = pair.partition("=")
-            if not sep or not i or not o:
-                raise UsageError(f"--state {pair!r}: expected IN=OUT, e.g. h_0=h_n")
-            state[i] = o
-        if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise UsageError(f"--out {args.out}: expected a folder, got a file")
-        check_writable(args.out.parent, f"--out {args.out}")  # WriteError: "--out DIR: cannot write there (...)"
+        kwargs = json.loads(args.kwargs)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--kwargs: not a JSON object: {e}") from None
+    if not isinstance(kwargs, dict):
+        raise UsageError(f"--kwargs: expected a JSON object, got {type(kwargs).__name__}")
+    state = {}
+    for pair in args.state:
+        i, sep, o = pair.partition("=")
+        if not sep or not i or not o:
+            raise UsageError(f"--state {pair!r}: expected IN=OUT, e.g. h_0=h_n")
+        state[i] = o
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out}: expected a folder, got a file")
+    if os.path.exists(args.out) and not args.force:  # as for a registered model: exit 2 at once, not after the work
+        raise UsageError(f"{args.out} exists; pass --force to replace")
+    check_writable(args.out.parent, f"--out {args.out}")  # WriteError: "--out DIR: cannot write there (...)"
+    return Request(specs, structure, kwargs, state)
+
+
+def run(args: argparse.Namespace, request: Request, table) -> int:
+    """Export the module the checked command line names into ``--out``; print the parity table. Exit status."""
+    import numpy as np
+    import torch
+
+    from runtime.artifact import read_manifest
+    from .api import export_module
+
+    specs, kwargs = request.specs, request.kwargs
+    try:
         time_size = next((s.shape[a] for s in specs for a, sym in s.axes.items() if sym == "time"), None)
         rng = np.random.default_rng(0)
         tensors = {s.name: example_tensor(s, args.lengths, time_size, rng) for s in specs}
-        example = _build(structure, tensors)
+        example = _build(request.structure, tensors)
         factory = load_factory(args.module)
         try:
             model = factory(**kwargs)
@@ -284,9 +267,9 @@ def run(args: argparse.Namespace, table) -> int:
         return 1
     started = time.perf_counter()
     try:
-        folder = export_module(model, example, args.out, names, {s.name: s.axes for s in specs if s.axes},
+        folder = export_module(model, example, args.out, [s.name for s in specs], {s.name: s.axes for s in specs if s.axes},
                                output_names=args.output_names.split(",") if args.output_names else None,
-                               lengths=args.lengths, state=state or None, int8=args.int8, force=args.force,
+                               lengths=args.lengths, state=request.state or None, int8=args.int8, force=args.force,
                                exporter=args.exporter, formats=args.formats, pte_batch=args.pte_batch,
                                portable=args.portable, log=lambda m: print(m, file=sys.stderr, flush=True))
     except WriteError as e:  # names the folder already: "DIR: not written: No space left on device ..."

@@ -32,7 +32,6 @@ from runtime.onnxproto import scan
 from .errors import ExportError
 from .rewrite import annotate_forward
 
-EXPORTERS = ("auto", "torchscript", "dynamo")  # what a caller may ask for
 # The ways to ONNX, in the order "auto" tries them ("torchscript" tries the first two, "dynamo" the last two);
 # "scan" is the dynamo exporter on the torch.export program of the scan form (program.py), an ONNX Scan.
 ONNX_PATHS = ("traced", "scripted", "dynamo", "scan")

@@ -36,6 +36,10 @@ class DataError(ExportError):
     """Training data or a checkpoint is missing or malformed."""
 
 
+class UsageError(ValueError):
+    """A bad ``python -m export`` command line, found before any work: exit status 2 with one line."""
+
+
 class ExportWarning(UserWarning):
     """Something the export did that is rarely meant, said in one line; the artifact is written."""
 

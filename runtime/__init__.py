@@ -13,18 +13,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .artifact import FORMATS, VARIANTS, ArtifactError, FolderReplaced, Manifest, model_file, read_artifact
-from .charlm import CharLM
-from .model import Model, check_options, check_providers
-from .tagger import Tagger
-
+__version__ = "0.1.0"  # the package's one version (pyproject.toml reads it)
 __all__ = ["load", "Model", "Tagger", "CharLM", "Manifest", "ArtifactError"]
 
-_CLASSES: dict[str, type[Model]] = {"recurrent": Model, "tagger": Tagger, "char-lm": CharLM, "module": Model}
+# Nothing is imported by `import runtime` itself: numpy and onnxruntime on the first load (or use of a name below),
+# so that the command lines' --help and --version answer in an interpreter start.
+_LAZY = {"Model": "model", "Tagger": "tagger", "CharLM": "charlm", "Manifest": "artifact",
+         "ArtifactError": "artifact"}  # name -> its module
+_CLASSES = {"recurrent": "Model", "tagger": "Tagger", "char-lm": "CharLM", "module": "Model"}  # manifest kind ->
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        globals()[name] = value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        return value
+    raise AttributeError(f"module 'runtime' has no attribute {name!r}")
 
 
 def load(path: str | Path, *, variant: str = "fp32", format: str = "onnx", intra_op_threads: int = 1,
-         spinning: bool = False, providers: list | None = None) -> Model:
+         spinning: bool = False, providers: list | None = None) -> "Model":
     """Load the artifact folder ``path`` and return the object for its kind (Model, Tagger or CharLM).
 
     The manifest is read first and the model file is checked against its SHA-256 before onnxruntime sees it.
@@ -38,6 +46,9 @@ def load(path: str | Path, *, variant: str = "fp32", format: str = "onnx", intra
     is the CPU. The parity the export verified is the CPU provider's; check another provider's answers on your data.
     Bad arguments are a TypeError or ValueError naming the argument, raised before anything is read.
     """
+    from .artifact import FORMATS, VARIANTS, FolderReplaced, model_file, read_artifact
+    from .model import check_options, check_providers
+
     if not isinstance(variant, str):
         raise TypeError(f"variant: expected one of {sorted(VARIANTS)}, got {type(variant).__name__} {variant!r:.40}")
     if variant not in VARIANTS:
@@ -56,5 +67,6 @@ def load(path: str | Path, *, variant: str = "fp32", format: str = "onnx", intra
         except FolderReplaced:
             if retry:
                 raise
-    return _CLASSES[manifest.kind](folder, manifest, intra_op_threads=intra_op_threads, spinning=spinning,
-                                   onnx_file=model_file(variant, format), onnx=(data, graph), providers=providers)
+    cls = __getattr__(_CLASSES[manifest.kind])
+    return cls(folder, manifest, intra_op_threads=intra_op_threads, spinning=spinning,
+               onnx_file=model_file(variant, format), onnx=(data, graph), providers=providers)

@@ -11,16 +11,29 @@ import signal
 import sys
 from pathlib import Path
 
-from . import commands, corpus, files, load
+from . import __version__, corpus, load
 from .artifact import MODEL_FILES, VARIANTS, ArtifactError
-from .charlm import CharLM
-from .tagger import Tagger
 from .progress import Progress
 
+# numpy and onnxruntime (commands, Tagger, CharLM) and files are imported when a command runs: --help, --version and
+# usage errors answer without them.
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m runtime", description="Run seqedge artifacts (numpy + onnxruntime).")
+
+# Each command and its one line, for --help here and in the `seqedge` script's list.
+COMMANDS = {
+    "info": "print what an artifact is: kind, IO, state, formats, exporter, parity",
+    "run": "run any artifact on arrays from an .npz file",
+    "tag": "tag sentences: raw text, one per line (word/TAG out), or CoNLL-U (the same bytes, UPOS filled)",
+    "eval": "UPOS accuracy on a gold CoNLL-U file, with per-tag precision and recall",
+    "generate": "generate text from a char-lm artifact, printing as it goes",
+    "loss": "a char-lm's mean next-character loss (nats/char) on a text file",
+}
+
+
+def _parser(prog: str = "python -m runtime") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Run seqedge artifacts (numpy + onnxruntime).")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    p.add_argument("--version", action="version", version=f"seqedge {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     # --threads after the subcommand too (``tag A x.txt --threads 2``); SUPPRESS keeps the value given before it
     threads = argparse.ArgumentParser(add_help=False)
@@ -32,12 +45,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="load the variant's ORT-format file (model.ort, model.int8.ort: what a minimal "
                             "onnxruntime build runs) instead of its .onnx")
 
-    info = sub.add_parser("info", parents=[threads], help="print what an artifact is: kind, IO, state, formats, "
-                                                          "exporter, parity")
+    info = sub.add_parser("info", parents=[threads], help=COMMANDS["info"])
     info.add_argument("artifact", help="artifact folder, e.g. artifacts/pos-tutorial")
     info.add_argument("--json", action="store_true", help="print the whole manifest (and file sizes) as JSON")
 
-    run = sub.add_parser("run", parents=[model], help="run any artifact on arrays from an .npz file",
+    run = sub.add_parser("run", parents=[model], help=COMMANDS["run"],
                          description="Run an artifact once on INPUT.npz (arrays named by the artifact's inputs; "
                                      "omitted state inputs are zeros) and print its outputs, or write them to "
                                      "OUT.npz by output name.")
@@ -48,15 +60,19 @@ def _parser() -> argparse.ArgumentParser:
                      help="feed the inputs CHUNK steps at a time along 'time', the state carried (stateful "
                           "artifacts); outputs along time are joined, state outputs are the last chunk's")
 
-    tag = sub.add_parser("tag", parents=[model], help="tag sentences (text: one whitespace-tokenized sentence per line, word/TAG "
-                                     "out; conllu: CoNLL-U in, the same bytes out with column 4 filled)",
+    tag = sub.add_parser("tag", parents=[model], help=COMMANDS["tag"],
                          description="Tag one input to standard output, or many into a folder with --out (one output "
                                      "file per input file, written atomically; see runtime/files.py for the paths).")
     tag.add_argument("artifact", help="a tagger artifact folder, e.g. artifacts/pos-ewt")
     tag.add_argument("inputs", nargs="*", metavar="INPUT",
                      help="input files (.xz is decompressed), folders or glob patterns; none or - reads standard "
                           "input (without --out)")
-    tag.add_argument("--format", choices=corpus.FORMATS, default="text", help="input/output format (default text)")
+    tag.add_argument("--format", choices=("text", "conllu"), default="text",
+                     help="text (default): raw text, one sentence per line, split into words by a rule-based "
+                          "UD English tokenizer (runtime/tokenize.py); conllu: CoNLL-U in, the same bytes out with "
+                          "column 4 (UPOS) filled")
+    tag.add_argument("--pretokenized", action="store_true",
+                     help="text whose words are already split by spaces: split on whitespace only")
     tag.add_argument("--max-words", type=int, metavar="N",
                      help="most padded words in one session.run, which bounds memory (default 8192): raise it "
                           "for longer sentences (local engine)")
@@ -65,19 +81,19 @@ def _parser() -> argparse.ArgumentParser:
                      help="with --out: skip inputs whose output exists (outputs are complete or absent)")
     tag.add_argument("--engine", choices=("local", "ray"), default="local",
                      help="with --out: tag in this process (local, default) or on Ray Data (ray: pip install "
-                          "'seqedge[ray]'); both write the same bytes")
+                          "'.[ray]' in the seqedge clone); both write the same bytes")
     tag.add_argument("--address", metavar="ADDR",
                      help="with --engine ray: an existing Ray cluster (default: start a local one, stop it after)")
     tag.add_argument("--workers", type=int, metavar="N",
                      help="with --engine ray: tagging actors, one CPU each (default: every CPU)")
 
-    ev = sub.add_parser("eval", parents=[model], help="UPOS accuracy on a gold CoNLL-U file, with per-tag precision and recall")
+    ev = sub.add_parser("eval", parents=[model], help=COMMANDS["eval"])
     ev.add_argument("artifact", help="a tagger artifact folder, e.g. artifacts/pos-ewt")
     ev.add_argument("gold", help="gold CoNLL-U file (plain, or xz-compressed when it ends in .xz)")
     ev.add_argument("--json", action="store_true",
                     help='end with one JSON line: {"sentences", "tokens", "correct", "accuracy"}')
 
-    gen = sub.add_parser("generate", parents=[model], help="generate text from a char-lm artifact, printing as it goes")
+    gen = sub.add_parser("generate", parents=[model], help=COMMANDS["generate"])
     gen.add_argument("artifact", help="a char-lm artifact folder, e.g. artifacts/char-hello")
     gen.add_argument("--prompt", default="", help="text to continue (default: none, start from the start symbol)")
     gen.add_argument("-n", "--max-chars", type=int, default=256, help="most characters to generate (default 256)")
@@ -85,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-k", type=int, default=None, help="sample only among the k likeliest characters")
     gen.add_argument("--seed", type=int, default=None, help="random seed for sampling (same seed, same text)")
 
-    loss = sub.add_parser("loss", parents=[model], help="a char-lm's mean next-character loss (nats/char) on a text file")
+    loss = sub.add_parser("loss", parents=[model], help=COMMANDS["loss"])
     loss.add_argument("artifact", help="a char-lm artifact folder, e.g. artifacts/char-shakespeare")
     loss.add_argument("file", help="text file (.xz is decompressed)")
     loss.add_argument("--start-fraction", type=float, default=0.0,
@@ -132,10 +148,10 @@ def interruptible() -> None:
     signal.signal(signal.SIGTERM, _terminated)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str = "python -m runtime") -> int:
     """Exit status 0 on success; 1 with one line on stderr for any error (bad artifact or input, out of memory,
     standard output closed); 2 for a bad command line; 130 with one line when interrupted (Ctrl-C)."""
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     interruptible()
     try:
         return _run(args)
@@ -155,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    from . import CharLM, Tagger, commands
+
     to_files = args.command == "tag" and args.out is not None
     if sys.stdout is None and not to_files:  # started with standard output closed (`>&-`)
         raise OSError("standard output is closed: nothing could be written")
@@ -207,6 +225,8 @@ def _run_arrays(args) -> int:
     """``run``: the inputs of INPUT.npz through the artifact, once or (``--stream``) chunk by chunk along time."""
     import numpy as np
 
+    from . import commands
+
     model = load(args.artifact, intra_op_threads=args.threads, variant=args.variant,
                  format="ort" if args.ort else "onnx")
     inputs = commands.read_npz(args.input)
@@ -227,6 +247,11 @@ def _run_arrays(args) -> int:
 
 
 def _tag(args) -> int:
+    from . import Tagger, files
+
+    if args.pretokenized and args.format == "conllu":
+        raise ValueError("--pretokenized: only with --format text (CoNLL-U is split into words already)")
+    fmt = "pretokenized" if args.pretokenized else args.format
     if args.out is None:
         if args.engine != "local" or args.address is not None or args.workers is not None:
             raise ValueError("--engine ray, --address and --workers need --out DIR (one output file per input)")
@@ -240,7 +265,7 @@ def _tag(args) -> int:
             stream, name = corpus.open_input(source), source
         with stream:
             size = 1 if stream.isatty() else corpus.CHUNK_BLOCKS  # typed lines get their answer at once
-            corpus.tag_file(tagger, stream, sys.stdout.buffer, args.format, name, size)
+            corpus.tag_file(tagger, stream, sys.stdout.buffer, fmt, name, size)
         sys.stdout.flush()
         return 0
     if not args.inputs or "-" in args.inputs:
@@ -259,9 +284,9 @@ def _tag(args) -> int:
             raise ValueError("--max-words: the ray engine's actors tag with the default limit (use --engine local)")
         from .ray_engine import run_ray  # imports ray: only when asked for
 
-        summary = run_ray(args.artifact, jobs, args.format, args.variant, args.resume, args.address, args.workers)
+        summary = run_ray(args.artifact, jobs, fmt, args.variant, args.resume, args.address, args.workers)
     else:
-        summary = files.run_local(_load(args, Tagger), jobs, args.format, args.resume)
+        summary = files.run_local(_load(args, Tagger), jobs, fmt, args.resume)
     print(summary.line(), file=sys.stderr)
     for failure in summary.failures:
         print(f"error: {failure}", file=sys.stderr)

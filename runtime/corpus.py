@@ -5,8 +5,10 @@ A file is read as a sequence of ``Block``s, in chunks of ``CHUNK_BLOCKS``; each 
 chunks are a function of the file alone, so every engine that tags a file (``python -m runtime tag``, the Ray
 engine) gives the same bytes.
 
-- text: one sentence per line, words split on whitespace; out, ``word/TAG`` separated by spaces, one line per
-  input line (an empty line stays empty).
+- text: one sentence of raw text per line, split into words by ``tokenize.tokenize`` (UD English style:
+  ``barked.`` is ``barked`` ``.``, ``don't`` is ``do`` ``n't``); out, ``word/TAG`` separated by spaces, one line
+  per input line (an empty line stays empty).
+- pretokenized: the same, with the words split on whitespace alone (``--pretokenized``).
 - conllu: blocks are sentences (their comment and token lines, and the blank lines after them). Out, every byte
   as read except column 4 (UPOS) of word lines, the lines whose ID is an integer: multiword token ranges
   (``3-4``) and empty nodes (``8.1``) are not tagged. Line endings (LF or CRLF), comments of any form, a missing
@@ -28,7 +30,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterable, Iterator
 
-FORMATS = ("text", "conllu")
+from .tokenize import tokenize
+
+FORMATS = ("text", "pretokenized", "conllu")
 CHUNK_BLOCKS = 256  # sentences per tag_batch call (and per chunk written)
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: a longer line is refused before it is held in memory
 MAX_BLOCK_LINES = 10_000  # words in one CoNLL-U sentence
@@ -51,7 +55,7 @@ class Block:
 
     def render(self, tags: list[str], fmt: str) -> str:
         """The block tagged: text, ``word/TAG ...``; conllu, the lines as read with column 4 of word lines set."""
-        if fmt == "text":
+        if fmt != "conllu":
             return " ".join(f"{w}/{t}" for w, t in zip(self.words, tags)) + "\n"
         lines = list(self.lines)
         for row, tag in zip(self.rows, tags):
@@ -94,7 +98,8 @@ def chunks(stream: BinaryIO, fmt: str, name: str, size: int = CHUNK_BLOCKS) -> I
     """The file's blocks, ``size`` at a time (1 for a terminal, to answer each line as typed). Malformed input
     raises ValueError naming ``name`` and the line; an unreadable one, OSError."""
     check_format(fmt)
-    blocks = _text_blocks(stream, name) if fmt == "text" else _conllu_blocks(stream, name)
+    blocks = _conllu_blocks(stream, name) if fmt == "conllu" else _text_blocks(
+        stream, name, tokenize if fmt == "text" else str.split)
     chunk: list[Block] = []
     for block in blocks:
         chunk.append(block)
@@ -198,9 +203,9 @@ def _lines(stream: BinaryIO, name: str) -> Iterator[tuple[int, str]]:
             raise ValueError(f"{name}: line {number}: not UTF-8 (byte {e.start + 1}: {raw[e.start:e.end]!r})") from None
 
 
-def _text_blocks(stream: BinaryIO, name: str) -> Iterator[Block]:
+def _text_blocks(stream: BinaryIO, name: str, split: Callable[[str], list[str]]) -> Iterator[Block]:
     for number, line in _lines(stream, name):
-        yield Block(number, [], line.split())
+        yield Block(number, [], split(line))
 
 
 def _conllu_blocks(stream: BinaryIO, name: str) -> Iterator[Block]:

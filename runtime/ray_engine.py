@@ -43,7 +43,7 @@ from .artifact import (MANIFEST, MAX_MANIFEST_BYTES, VARIANTS, ArtifactError, Ma
                        read_artifact, read_manifest, read_onnx)
 from .tagger import Tagger
 
-INSTALL_HINT = "pip install 'seqedge[ray]'"
+INSTALL_HINT = "pip install '.[ray]' in the seqedge clone (the ray extra: ray[data]>=2.60)"
 TOKENS, TAGS = "tokens", "tags"  # TagBatch's default input and output columns
 # One read task per file, at most this many at once per worker: parsing is ~100x cheaper than tagging.
 READERS_PER_WORKER = 1

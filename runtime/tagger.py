@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .model import Model
+from .tokenize import tokenize
 
 WORDS, LENGTHS, SPELLING, SCORES = "words", "lengths", "spelling", "scores"
 BATCH_SENTENCES = 64  # sentences per session.run in tag_batch: enough to amortise the call, small enough for RAM
@@ -156,6 +157,13 @@ class Tagger(Model):
 
     def tag(self, words: Sequence[str]) -> list[str]:
         return self.tag_batch([words])[0]
+
+    def tag_text(self, text: str) -> list[tuple[str, str]]:
+        """Raw text of one sentence, split into words by ``runtime.tokenize.tokenize`` (UD English style), tagged:
+        ``[(word, tag), ...]``. ``tag_text("The dog barked.")`` -> ``[('The', 'DET'), ('dog', 'NOUN'), ('barked',
+        'VERB'), ('.', 'PUNCT')]``. It does not split sentences: give it one (the CLI: one per line)."""
+        words = tokenize(text)
+        return list(zip(words, self.tag(words)))
 
 
 def char_input(k: int) -> str:

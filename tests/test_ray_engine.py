@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("ray.data", reason="the ray extra is not installed: pip install 'seqedge[ray]'")
+pytest.importorskip("ray.data", reason="the ray extra is not installed: pip install '.[ray]'")
 
 import runtime  # noqa: E402
 from runtime import ray_engine  # noqa: E402
@@ -42,9 +42,14 @@ def _words(sentence: str) -> list[str]:
     return [line.split("\t")[1] for line in sentence.split("\n") if line.split("\t")[0].isdigit()]
 
 
+def _raw_text(sentence: str) -> str:
+    """The sentence as it was written (its ``# text =`` comment): what the text format's tokenizer splits."""
+    return next(line[len("# text = "):] for line in sentence.split("\n") if line.startswith("# text = "))
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> dict[str, Path]:
-    """Text files (one in a subfolder, one .xz, one empty) and CoNLL-U files (one CRLF, one .xz), and their
+    """Raw text files (one in a subfolder, one .xz, one empty) and CoNLL-U files (one CRLF, one .xz), and their
     single-process outputs (``python -m runtime tag --out``), the reference every test compares with."""
     root = tmp_path_factory.mktemp("ray")
     sentences = _sentences()
@@ -53,7 +58,7 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
     ud.mkdir()
     start = 0
     for i, n in enumerate(TEXT_SIZES):
-        data = "\n".join(" ".join(_words(s)) for s in sentences[start:start + n]) + "\n"
+        data = "\n".join(_raw_text(s) for s in sentences[start:start + n]) + "\n"
         start += n
         if i == 1:
             (text / "sub" / f"t{i}.txt").write_text(data, encoding="utf-8")
@@ -244,7 +249,7 @@ def test_without_ray_the_error_names_the_extra_and_the_runtime_never_imports_it(
                           str(tmp_path / "out"), "--engine", "ray"], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
-    assert out.stderr.startswith("error: the ray engine needs Ray Data") and "pip install 'seqedge[ray]'" in out.stderr
+    assert out.stderr.startswith("error: the ray engine needs Ray Data") and "pip install '.[ray]'" in out.stderr
     check = ("import sys, runtime; from runtime.__main__ import main; main(sys.argv[1:]); "
              "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     out = subprocess.run([sys.executable, "-c", check, "tag", str(POS_EWT), str(tmp_path / "a.txt"), "--out",

@@ -268,6 +268,46 @@ def test_a_reader_that_goes_away_is_one_line_not_a_traceback():
     assert proc.stderr == b"error: standard output closed before everything was written\n"
 
 
+# ---- raw text: one tokenizer on every route ----------------------------------------------------------------------
+
+RAW = "The dog barked.\nI don't think Mr. Smith's e-mail cost $5.\n\nIt's 5:30 at www.example.com!\n"
+
+
+def test_raw_text_is_split_into_words_the_same_on_every_route(tagger, tmp_path):
+    """``tag`` takes raw text (issue 24 item 7): standard input, a file, --out and --resume give the bytes that
+    ``Tagger.tag_text`` gives, line by line. (The Ray engine's raw-text run is in test_ray_engine.py.)"""
+    expected = "".join(" ".join(f"{w}/{t}" for w, t in tagger.tag_text(line)) + "\n"
+                       for line in RAW.splitlines()).encode()
+    assert expected.splitlines()[0] == b"The/DET dog/NOUN barked/VERB ./PUNCT", expected
+    assert expected.splitlines()[1].split()[:3] == [b"I/PRON", b"do/AUX", b"n't/PART"], expected
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text(RAW, encoding="utf-8")
+    got = {"stdin": subprocess.run(_python_m("runtime", "tag", str(POS_EWT)), input=RAW.encode(), cwd=ROOT,
+                                   capture_output=True, timeout=300).stdout,
+           "file": tag_cli(str(POS_EWT), str(src / "a.txt"))}
+    out = run_cli("runtime", "tag", str(POS_EWT), str(src), "--out", str(tmp_path / "out"))
+    assert out.returncode == 0, out.stderr
+    got["--out"] = (tmp_path / "out" / "a.txt").read_bytes()
+    (src / "b.txt").write_text(RAW, encoding="utf-8")
+    out = run_cli("runtime", "tag", str(POS_EWT), str(src), "--out", str(tmp_path / "out"), "--resume")
+    assert out.returncode == 0 and "1 complete already" in out.stderr, out.stderr
+    got["--resume"] = (tmp_path / "out" / "b.txt").read_bytes()
+    for route, data in got.items():
+        assert data == expected, f"route {route}: {data!r} != {expected!r}"
+
+
+def test_pretokenized_splits_on_spaces_only(tmp_path):
+    proc = subprocess.run(_python_m("runtime", "tag", str(POS_EWT), "--pretokenized"), input=RAW.encode(), cwd=ROOT,
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()
+    words = [[p.rsplit(b"/", 1)[0].decode() for p in line.split()] for line in proc.stdout.splitlines()]
+    assert words == [line.split() for line in RAW.splitlines()], words
+    out = run_cli("runtime", "tag", str(POS_EWT), "-", "--pretokenized", "--format", "conllu")
+    assert out.returncode == 1 and out.stderr.strip().splitlines() == [
+        "error: --pretokenized: only with --format text (CoNLL-U is split into words already)"], out.stderr
+
+
 # ---- many files into a folder (the local engine) ------------------------------------------------------------------
 
 def _corpus(tmp_path):

@@ -327,9 +327,8 @@ def check_int8(m: runtime.Tagger):
 
 
 POS_EWT = ModelSpec(
-    "pos-ewt", "tagger", "UD English EWT", "char-BiLSTM + word embeddings -> 2-layer BiLSTM UPOS tagger",
-    example_length=17, example_batch=3, train=recipe, int8=True, data=DATA, data_files=(TRAIN_FILE, DEV_FILE),
-    sentences=dev_batches,
+    "pos-ewt", example_length=17, example_batch=3, train=recipe, int8=True, data=DATA,
+    data_files=(TRAIN_FILE, DEV_FILE), sentences=dev_batches,
     # model.pte (batch 1): sentences of up to 512 words, so up to 512 spellings per bucket, each bucket as long as
     # runtime.tagger.spell makes it (4, 8, then max_word_chars 20); its memory plan is sized for these.
     pte_max={"time": 512, **{f"spellings_{k}": 512 for k in (1, 2, 3)},

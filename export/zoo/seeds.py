@@ -309,22 +309,15 @@ CHAR_HELLO_CHECKS = (Check("seed 004: greedy generation from the start symbol re
 
 
 SEED_MODELS: list[ModelSpec] = [
-    ModelSpec("lstm-tutorial", "recurrent", "000, 001, 002", "nn.LSTM(3, 3), torch.manual_seed(1)", 5, 1,
-              train_lstm_tutorial, LSTM_TUTORIAL_CHECKS),
-    ModelSpec("pos-tutorial", "tagger", "000, 001, 002", "LSTMTagger on two toy sentences", 5, 1,
-              _toy_tagger("pos-tutorial", "LSTM"), TAGGER_CHECKS, sentences=_toy_sentences),
-    ModelSpec("pos-tutorial-gru", "tagger", "001", "LSTMTagger with nn.GRU", 5, 1,
-              _toy_tagger("pos-tutorial-gru", "GRU"), TAGGER_CHECKS, sentences=_toy_sentences),
-    *(ModelSpec(name, "recurrent", "003", summary, 3, 5, _train_rnn_hello(name), _seed003_checks(name))
-      for name, summary in [("rnn-hello", "one-hot char nn.RNN(4, 2)"),
-                            ("rnn-hello-3layer", "one-hot char nn.RNN(4, 2, num_layers=3)"),
-                            ("rnn-hello-lstm", "practice Q1: nn.LSTM(4, 2, num_layers=3)")]),
-    ModelSpec("lstm-2layer", "recurrent", "004", "nn.LSTM(3, 5, num_layers=2), sequence-first", 5, 3,
-              _train_lstm_2layer(False), _seed004_shape_checks(False)),
-    ModelSpec("lstm-2layer-batch-first", "recurrent", "004", "nn.LSTM(3, 5, num_layers=2, batch_first=True)", 5, 3,
-              _train_lstm_2layer(True), _seed004_shape_checks(True)),
-    ModelSpec("char-hello", "char-lm", "004", "char LSTM(35, 35, 3) memorizing one sentence", 69, 1,
-              _train_char_hello("char-hello", False), CHAR_HELLO_CHECKS),
-    ModelSpec("char-hello-batch-first", "char-lm", "004", "the batched batch_first char LSTM", 65, HELLO_BATCH,
-              _train_char_hello("char-hello-batch-first", True), CHAR_HELLO_CHECKS),
+    ModelSpec("lstm-tutorial", 5, 1, train_lstm_tutorial, LSTM_TUTORIAL_CHECKS),
+    ModelSpec("pos-tutorial", 5, 1, _toy_tagger("pos-tutorial", "LSTM"), TAGGER_CHECKS, sentences=_toy_sentences),
+    ModelSpec("pos-tutorial-gru", 5, 1, _toy_tagger("pos-tutorial-gru", "GRU"), TAGGER_CHECKS,
+              sentences=_toy_sentences),
+    *(ModelSpec(name, 3, 5, _train_rnn_hello(name), _seed003_checks(name))
+      for name in ("rnn-hello", "rnn-hello-3layer", "rnn-hello-lstm")),
+    ModelSpec("lstm-2layer", 5, 3, _train_lstm_2layer(False), _seed004_shape_checks(False)),
+    ModelSpec("lstm-2layer-batch-first", 5, 3, _train_lstm_2layer(True), _seed004_shape_checks(True)),
+    ModelSpec("char-hello", 69, 1, _train_char_hello("char-hello", False), CHAR_HELLO_CHECKS),
+    ModelSpec("char-hello-batch-first", 65, HELLO_BATCH, _train_char_hello("char-hello-batch-first", True),
+              CHAR_HELLO_CHECKS),
 ]

@@ -214,8 +214,8 @@ def check_int8(lm: runtime.CharLM):
 
 
 CHAR_SHAKESPEARE = ModelSpec(
-    "char-shakespeare", "char-lm", "tiny-shakespeare", "char LSTM language model, streamed one char per step",
-    example_length=128, example_batch=4, train=recipe, int8=True, data=DATA.parent, data_files=(DATA.name,),
+    "char-shakespeare", example_length=128, example_batch=4, train=recipe, int8=True, data=DATA.parent,
+    data_files=(DATA.name,),
     checks=(Check(f"validation loss <= {MAX_VAL_LOSS} nats/char through the runtime", check_val_loss),
             Check(f"int8: validation loss <= fp32's + {MAX_INT8_LOSS_GAIN} nats/char through the runtime; greedy "
                   f"text vs fp32's on {len(INT8_PROMPTS)} prompts reported", check_int8)))

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..api import Check
 from ..errors import DataError
+from .catalog import CATALOG
 from .models import NetConfig, TaggerConfig, build_any, config_from_json
 
 
@@ -31,10 +32,7 @@ class Trained:
 class ModelSpec:
     """A registered model: how to make it and what its artifact must show."""
 
-    name: str
-    kind: str  # recurrent | tagger | char-lm
-    source: str  # which seed tutorials (or data set) it comes from
-    summary: str
+    name: str  # a key of catalog.CATALOG, which says its kind, source and summary
     example_length: int  # T of the example; parity runs 1, 2, T, 3T and 256
     example_batch: int
     train: Callable[[bool], Trained]  # retrain: bool -> Trained; models with a checkpoint load it unless retrain
@@ -45,6 +43,14 @@ class ModelSpec:
     data_files: tuple[str, ...] = ()  # the files it reads there; ``python -m export --data DIR`` reads DIR's
     # Taggers: real sentences, in batches, that every ONNX runtime is checked on besides generated inputs.
     sentences: Callable[[], list[list[list[str]]]] | None = None
+
+    def __post_init__(self):
+        if self.name not in CATALOG:
+            raise KeyError(f"{self.name!r}: not in export/zoo/catalog.py's CATALOG (every registered model is)")
+
+    kind = property(lambda self: CATALOG[self.name].kind)
+    source = property(lambda self: CATALOG[self.name].source)
+    summary = property(lambda self: CATALOG[self.name].summary)
 
 
 # Data folders chosen on the command line (``--data``), by model name; recipes and checks read them at run time.
