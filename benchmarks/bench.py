@@ -1,17 +1,17 @@
 """What an edge user pays: seqedge's runtime side by side with eager torch and TorchScript, in one run.
 
-    make bench                            # full run (< 10 min): results.json, results.md, chart.png + README table
+    make bench                            # full run (< 10 min): results.json, results.md, chart.png + docs table
     python benchmarks/bench.py --quick    # about a minute: fewer repeats, smaller inputs (the test suite's smoke test)
 
 Every figure: same inputs, one intra-op thread everywhere (onnxruntime's session and torch.set_num_threads(1))
 except the threads section (2 against 1), warm-up first, then the median of repeated runs with min and max. No
-thresholds are asserted anywhere: the targets are read from the table (see README).
+thresholds are asserted anywhere: the targets are read from the table (see docs/benchmarks.md).
 
 The roofline is onnxruntime's own MatMul (MatMulInteger for int8) on one thread, the kernels the runtime runs,
 timed at the models' own GEMM shapes (read from the artifacts) and at large squares; numpy's sgemm is reported
 beside it, run with the OpenBLAS variables unset, with the kernel OpenBLAS picked. The machine's load is read
 before, during and after the run; a run on a busy machine says so on results.md's first line and is refused
-for the README (unless --force-readme).
+for docs/benchmarks.md (unless --force-docs).
 """
 
 from __future__ import annotations
@@ -1164,10 +1164,10 @@ def load_line(r: dict) -> str:
 
 
 def readme_refusal(load: dict, force: bool) -> str | None:
-    """The one-line error for --readme after a run on a busy machine (None: go ahead)."""
+    """The one-line error for --docs after a run on a busy machine (None: go ahead)."""
     if load["busy"] and not force:
-        return (f"error: busy machine ({'; '.join(load['busy'])}): README.md not updated; rerun on a quiet machine, "
-                "or pass --force-readme")
+        return (f"error: busy machine ({'; '.join(load['busy'])}): docs/benchmarks.md not updated; rerun on a quiet "
+                "machine, or pass --force-docs (alias --force-readme)")
     return None
 
 
@@ -1390,17 +1390,17 @@ def machine() -> str:
             f"onnxruntime {onnxruntime.__version__}, torch {torch.__version__}, numpy {np.__version__}")
 
 
-README = ROOT / "README.md"
+DOCS = ROOT / "docs" / "benchmarks.md"  # the results table lives here (the README links to it)
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
-def update_readme(md: str) -> None:
-    """Replace the README's results between the bench markers with this run's table."""
-    text = README.read_text(encoding="utf-8")
+def update_docs(md: str) -> None:
+    """Replace docs/benchmarks.md's results between the bench markers with this run's table."""
+    text = DOCS.read_text(encoding="utf-8")
     if START not in text or END not in text:
-        raise SystemExit(f"error: {README} has no {START} ... {END} section to update")
+        raise SystemExit(f"error: {DOCS} has no {START} ... {END} section to update")
     head, rest = text.split(START, 1)
-    README.write_text(head + START + "\n" + md + rest[rest.index(END):], encoding="utf-8")
+    DOCS.write_text(head + START + "\n" + md + rest[rest.index(END):], encoding="utf-8")
 
 
 def main(argv=None) -> int:
@@ -1408,17 +1408,18 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="about a minute: fewer repeats, smaller inputs (smoke test)")
     p.add_argument("--out", type=Path, help="where results.json, results.md and chart.png go (default: benchmarks/, "
                                             "or benchmarks/quick/ with --quick, so a smoke run never replaces results)")
-    p.add_argument("--readme", action="store_true", help="also put the results table into README.md (refused when "
-                                                         "the machine was busy)")
-    p.add_argument("--force-readme", action="store_true", help="with --readme: update README.md even from a run on "
-                                                               "a busy machine (its table says so)")
+    # --readme/--force-readme: the names from when the table was in README.md (make bench passes --readme)
+    p.add_argument("--docs", "--readme", dest="readme", action="store_true",
+                   help="also put the results table into docs/benchmarks.md (refused when the machine was busy)")
+    p.add_argument("--force-docs", "--force-readme", dest="force_readme", action="store_true",
+                   help="with --docs: update docs/benchmarks.md even from a run on a busy machine (its table says so)")
     args = p.parse_args(argv)
     quick = args.quick
     args.out = args.out or (OUT / "quick" if quick else OUT)
     if args.readme and quick:
-        p.error("--readme takes a full run's figures, not --quick ones")
+        p.error("--docs (--readme) takes a full run's figures, not --quick ones")
     if args.force_readme and not args.readme:
-        p.error("--force-readme goes with --readme")
+        p.error("--force-docs (--force-readme) goes with --docs (--readme)")
     for a in (POS, LM):
         if not (a / "manifest.json").exists():
             print(f"error: {a} missing; run `make run` first", file=sys.stderr)
@@ -1475,7 +1476,7 @@ def main(argv=None) -> int:
         if refusal:
             print(refusal, file=sys.stderr)
             return 1
-        update_readme(md)
+        update_docs(md)
     return 0
 
 

@@ -147,7 +147,8 @@ def test_loss_cli_reports_validation_loss_and_int8_loses_at_most_its_bound():
 
 def test_int8_stepping_and_batching_stay_within_int8_error():
     """int8 quantizes activations per call (one scale over the batch and the chunk fed), so unlike fp32 its answers
-    depend, within int8's error, on how the text is fed and which streams step together (README, "int8")."""
+    depend, within int8's error, on how the text is fed and which streams step together (docs/models.md,
+    char-shakespeare, "int8")."""
     q = runtime.load(LM, variant="int8")
     text = "ROMEO:\nWhat light through yonder window breaks?\n" * 5
     whole, stepped = q.stream(), q.stream()

@@ -1,5 +1,5 @@
-"""`make run` rewrites every committed file with identical bytes, on any machine of the same kind (README,
-"Exports are byte-reproducible"): trained models export their committed checkpoint instead of training (training
+"""`make run` rewrites every committed file with identical bytes, on any machine of the same kind
+(docs/reproducibility.md): trained models export their committed checkpoint instead of training (training
 amplifies the CPU's rounding: char-hello's weights came out up to 0.1 apart on another CPU), and the figures a
 check measures on this CPU (parity max diffs, printed-tensor diffs, int8 error and agreement) do not rewrite a
 manifest whose files and bounds are unchanged.

@@ -72,7 +72,7 @@ def test_int8_tags_depend_on_the_batch_within_the_stated_rate():
     """Dynamic quantization scales activations per session.run, so an int8 sentence's tags can depend on the
     sentences batched with it (issue 23, item 4). Measured on the first 400 EWT dev sentences: 4 sentences (4 of
     6,729 tokens) differ between ``tag(s)`` and ``tag_batch(all)``; fp32: none. Bound: 3% of sentences, 0.3% of
-    tokens (README, Runtime)."""
+    tokens (docs/runtime.md, int8)."""
     import lzma
 
     text = lzma.decompress((ARTIFACTS.parent / "export/zoo/data/ud_english_ewt/en_ewt-ud-dev.conllu.xz").read_bytes())
