@@ -1,6 +1,7 @@
 # make run:  create .venv, install, export + verify every registered model into artifacts/ (trained ones from their committed checkpoints), print the parity table
-# make test: create .venv if missing, install, run the test suite
-# make bench: the benchmarks (< 10 min, quiet machine): benchmarks/results.{json,md}, chart.png, README table
+# make test: create .venv if missing, install, run the test suite (all of it: what CI runs)
+# make test-fast: the same without the tests marked slow (exports, ExecuTorch lowerings, Ray): for iterating
+# make bench: the benchmarks (< 10 min, quiet machine): benchmarks/results.{json,md}, chart.png, the table in docs/benchmarks.md
 # make bench-ray: the Ray engine, 1 and 2 workers, against the single process: benchmarks/ray_results.{json,md}
 # make retrain-pos-ewt: train the EWT tagger from scratch instead of exporting its committed checkpoint
 VENV    ?= .venv
@@ -8,7 +9,7 @@ PY      := $(VENV)/bin/python
 PIP     := $(VENV)/bin/pip
 STAMP   := $(VENV)/.seqedge-installed
 
-.PHONY: install run test bench bench-quick bench-ray retrain-pos-ewt retrain-char-shakespeare clean
+.PHONY: install run test test-fast bench bench-quick bench-ray retrain-pos-ewt retrain-char-shakespeare clean
 
 install: $(STAMP)
 
@@ -26,9 +27,12 @@ run: install
 test: install
 	$(PY) -m pytest -q
 
-# Runtime vs eager torch vs TorchScript, one thread, side by side; rewrites the README's results table.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+# Runtime vs eager torch vs TorchScript, one thread, side by side; rewrites the results table in docs/benchmarks.md.
 bench: install
-	$(PY) benchmarks/bench.py --readme
+	$(PY) benchmarks/bench.py --docs
 
 # About a minute, into benchmarks/quick/ (the test suite runs it too, as a smoke test; no timing is asserted).
 bench-quick: install

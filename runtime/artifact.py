@@ -14,7 +14,7 @@ An artifact folder holds::
                     ``runtime.load(path, format="ort")``; the manifest's ``export.ort`` says how they were made
     required_operators_and_types.config
                     with the .ort files: the operators (and their types) they use, for building onnxruntime with
-                    ``--include_ops_by_config`` (README, "Edge packaging")
+                    ``--include_ops_by_config`` (docs/runtime.md, "Edge packaging")
 
 Shape letters used in IO declarations: T time steps, B batch, L layers x directions, H hidden size,
 F input features, V classes or symbols. Symbolic axes are named ``"time"`` and ``"batch"``.

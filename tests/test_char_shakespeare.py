@@ -133,6 +133,7 @@ def test_whole_sequence_run_equals_stream_feed(lm):
     np.testing.assert_allclose(s.logits, out["logits"][-1, 0], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_loss_cli_reports_validation_loss_and_int8_loses_at_most_its_bound():
     loss = {}
     for variant in ("fp32", "int8"):

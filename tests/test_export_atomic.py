@@ -272,6 +272,7 @@ def full_disk(monkeypatch, where: str) -> None:
         monkeypatch.setattr(Path, "rename", rename)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["model.pt", "model.onnx", "manifest.json", "publish"])
 def test_a_full_disk_while_writing_is_one_line_and_keeps_the_previous_artifact(tmp_path, monkeypatch, where):
     out = tmp_path / "out"

@@ -72,6 +72,7 @@ def exported(tmp_path_factory):
     return folders
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(EXPORTABLE))
 def test_user_model_exports_with_learned_io_and_passing_parity(exported, name):
     lengths, shapes, state, ts_method, onnx_path = EXPORTABLE[name]
@@ -110,6 +111,7 @@ def test_user_model_exports_with_learned_io_and_passing_parity(exported, name):
     assert m.parity["sizes"].get("batch", [1, 3]) == [1, 3], name
 
 
+@pytest.mark.slow
 def test_crnn_width_is_verified_at_the_sizes_the_model_accepts(exported):
     sizes = runtime.load(exported["crnn"]).manifest.parity["sizes"]["width"]
     assert 48 in sizes and len(sizes) >= 3 and min(sizes) >= 4, sizes  # the conv stack needs width >= 4
@@ -121,6 +123,7 @@ def _eager(model, args):
     return [t.numpy() for t in export.signature.flat_outputs(out)]
 
 
+@pytest.mark.slow
 def test_runtime_equals_eager_torch_free(exported, tmp_path):
     """Each artifact run by ``runtime.load(...).run(...)`` in a process without torch equals eager, at sizes
     other than the example's."""
@@ -189,6 +192,7 @@ def test_seed_lstm_tagger_pinned_time_axis_fails_naming_operator_and_line(tmp_pa
     assert all(torch.equal(a, b) for a, b in zip(model.hidden, hidden_before)), "forward's self.hidden not restored"
 
 
+@pytest.mark.slow
 def test_callers_torch_state_is_left_as_it_was(tmp_path):
     """A module the caller scripted before still runs and saves (clearing TorchScript's class registry made it
     segfault), and the random state and grad mode are unchanged. In a subprocess: a segfault is an exit code."""
@@ -235,6 +239,7 @@ def test_bad_arguments_fail_in_one_line_and_write_nothing(tmp_path, kwargs, expe
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_existing_folder_needs_force(exported):
     model, args, names, axes = user_models.case_bigru_tagger()
     with pytest.raises(export.ExportError, match="exists; pass force=True"):
@@ -307,6 +312,7 @@ def test_cli_module_and_names_are_exclusive(tmp_path):
     assert out.returncode == 2 and "error:" in out.stderr, out.stderr
 
 
+@pytest.mark.slow
 def test_runtime_checks_a_user_models_lengths_input(exported):
     """The manifest names the lengths input, so the runtime refuses lengths outside [1, T] before onnxruntime."""
     m = runtime.load(exported["packed_gru_classifier"])

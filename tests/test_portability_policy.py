@@ -98,6 +98,7 @@ def test_portable_export_records_it_and_tract_may_refuse(tmp_path, monkeypatch):
     assert m.parity["portable_required"] is True and m.parity["runtimes"]["tract"]["status"] == "refused"
 
 
+@pytest.mark.slow
 def test_cli_portable_flag(tmp_path):
     out = run_cli("export", "--module", "tests/user_models.py:LSTMTagger", "--kwargs",
                   json.dumps({"embedding_dim": 6, "hidden_dim": 6, "vocab_size": 9, "tagset_size": 3}),

@@ -110,6 +110,7 @@ def test_torch_form_is_caught_by_the_cross_runtime_check(tmp_path):
     assert any(not d.ok and "onnx-reference" in d.check for d in diffs)
 
 
+@pytest.mark.slow
 def test_the_portable_export_of_the_same_model_agrees_everywhere(tmp_path):
     import export
     model = _export_torch_form(tmp_path / "unused.onnx")

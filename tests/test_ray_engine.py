@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("ray.data", reason="the ray extra is not installed: pip install '.[ray]'")
+pytestmark = pytest.mark.slow  # Ray starts a local cluster per run: about a minute in all
 
 import runtime  # noqa: E402
 from runtime import ray_engine  # noqa: E402

@@ -54,6 +54,7 @@ def taggers(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lstm_tagger", "gru_tagger"])
 def test_seed_taggers_as_written_run_at_every_length_in_every_format(taggers, name):
     from executorch.runtime import Runtime
@@ -80,6 +81,7 @@ def test_seed_taggers_as_written_run_at_every_length_in_every_format(taggers, na
         _close(list(m.run(sentence=sentence.numpy()).values()), want, f"{name} model.onnx T={t}")
 
 
+@pytest.mark.slow
 def test_pte_fixes_the_batch_and_refuses_another(tmp_path):
     """ExecuTorch 1.5.1 keeps only time dynamic: the .pte is made at batch 1 (recorded), time dynamic, and a
     batch-3 feed is an error from ExecuTorch, never an answer."""
@@ -163,6 +165,7 @@ def test_a_missing_toolchain_is_said_once_or_fails_when_asked_for(tmp_path, monk
     assert not (tmp_path / "asked").exists()
 
 
+@pytest.mark.slow
 def test_pt2_and_pte_bytes_do_not_depend_on_the_export(tmp_path):
     """torch.export.save records id(graph) per node and absolute source paths; both are removed, so two exports
     of one model write the same model.pt2 (and the same model.pte)."""
@@ -201,6 +204,7 @@ def test_pt2_stack_traces_name_the_users_lines_not_seqedges(tmp_path):
     assert not own, own[:2]
 
 
+@pytest.mark.slow
 def test_cli_formats_flag(tmp_path):
     common = ["--module", "tests/user_models.py:LSTMTagger", "--kwargs",
               json.dumps({"embedding_dim": 6, "hidden_dim": 6, "vocab_size": 9, "tagset_size": 3}),
