@@ -45,6 +45,7 @@ def test_artifact_holds_checked_graph_with_symbolic_axes_and_metadata(name):
         assert m.export[key], key
 
 
+@pytest.mark.slow
 def test_export_writes_a_verified_artifact_without_warning_spam(tmp_path):
     out = run_cli("export", "lstm-tutorial", "rnn-hello-3layer", "--out", str(tmp_path))
     assert out.returncode == 0, out.stderr
@@ -67,6 +68,7 @@ def test_export_writes_a_verified_artifact_without_warning_spam(tmp_path):
                 assert str(path).encode() not in data, f"{name}/{f} holds {path}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["pos-tutorial", "char-hello-batch-first"])
 def test_rerunning_export_reproduces_the_committed_artifact(tmp_path, name):
     out = run_cli("export", name, "--out", str(tmp_path), "--formats", "")  # what the runtime loads
@@ -84,6 +86,7 @@ def test_rerunning_export_reproduces_the_committed_artifact(tmp_path, name):
         np.testing.assert_allclose(b[k], a[k], atol=1e-5, err_msg=f"{name}: {k}")
 
 
+@pytest.mark.slow
 def test_dynamo_pins_an_lstm_and_the_scan_path_keeps_it_dynamic(tmp_path):
     """torch 2.13's dynamo exporter pins the time axis of an nn.LSTM (recorded as a failed attempt); the dynamo
     exporter on the scan form keeps it, so ``--exporter dynamo`` writes an ONNX Scan that passes every check."""

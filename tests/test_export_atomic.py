@@ -57,6 +57,7 @@ def assert_good(folder: Path, previous_manifest: bytes) -> str:
     return "previous" if (folder / MANIFEST).read_bytes() == previous_manifest else "new"
 
 
+@pytest.mark.slow
 def test_killing_an_export_at_any_moment_loses_nothing(tmp_path):
     out = tmp_path / "out"
     shutil.copytree(ARTIFACTS / NAME, out / NAME)  # the previous good artifact
@@ -305,6 +306,7 @@ def test_cli_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys, how):
 
 # ---- two exports of one NAME publishing at the same time -----------------------------------------------------
 
+@pytest.mark.slow
 def test_an_export_racing_another_at_publish_wins_and_leaves_one_complete_artifact(tmp_path, monkeypatch):
     """B renames its complete artifact into DEST between A's two renames (A's second then met "Directory not
     empty"): A moves B's aside too and publishes; DEST is A's artifact, complete, and nothing else is left."""
@@ -329,6 +331,7 @@ def test_an_export_racing_another_at_publish_wins_and_leaves_one_complete_artifa
     assert (m.manifest.name, m.manifest.kind) == ("m", "module") and leftovers(out) == []
 
 
+@pytest.mark.slow
 def test_without_force_an_artifact_another_export_wrote_meanwhile_is_kept(tmp_path, monkeypatch):
     out = tmp_path / "out"
     dest = out / "m"

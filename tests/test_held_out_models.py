@@ -186,6 +186,7 @@ def test_random_numbers_drawn_in_forward_are_refused_at_their_line(tmp_path):
     assert f"it draws random numbers at {_line(CRFFeatures.init_hidden, 'torch.randn')}" in message, message
 
 
+@pytest.mark.slow
 def test_a_predictor_looping_over_unbind_is_refused_at_the_loop(tmp_path):
     state = [[torch.zeros(2, 6), torch.zeros(2, 6)] for _ in range(2)]
     names = ["tokens", "lengths", "h0", "c0", "h1", "c1"]

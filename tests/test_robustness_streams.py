@@ -193,6 +193,7 @@ print(json.dumps({"grew_mb": (kb("VmHWM") - base) / 1024, "error": error}))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what, n", [("feed", 2_000_000), ("loss", 2_000_000),
                                      ("loss refused at the 2nd character", 20_000_000)])
 def test_long_text_is_encoded_and_run_in_chunks_with_flat_memory(what, n):

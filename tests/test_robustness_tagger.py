@@ -20,6 +20,7 @@ from .conftest import ARTIFACTS
 RETAINED_BOUND = 8e6  # bytes: the caches' worst case measured 2.6 MB on pos-ewt
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("words, what", [
     ([f"{'x' * 40}{i:08d}" for i in range(40_000)], "40,000 distinct 48-character words"),
     ([f"{'y' * 100_000}{i}" for i in range(300)], "300 distinct 100 KB words"),

@@ -304,6 +304,7 @@ def test_torch_export_keeps_time_and_batch_symbolic(config, strict):
         check(config, layer, module, t, b, with_state=False)
 
 
+@pytest.mark.slow
 def test_torch_export_with_initial_state_and_lengths(tmp_path):
     """A ``Packed`` in and out (saved and loaded back: its tree spec is registered), and initial states in."""
     config = EXPORTED[0]
@@ -330,6 +331,7 @@ def test_torch_export_with_initial_state_and_lengths(tmp_path):
             assert_same(outputs(with_state.module()(x, hx), True), outputs(layer(x, hx), True), f"{case} hx")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lengths", (False, True), ids=("padded", "lengths"))
 def test_dynamo_onnx_export_writes_a_scan_onnxruntime_runs(tmp_path, lengths):
     import onnx

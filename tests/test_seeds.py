@@ -10,8 +10,10 @@ from export.zoo.seeds import HELLO, TOY_DATA
 
 from .conftest import ARTIFACTS
 
-CHECKS = [pytest.param(name, check, id=f"{name}: {check.what}") for name, spec in REGISTRY.items()
-          for check in spec.checks]
+# char-shakespeare's loss checks read its whole validation text (~10 s each): in the slow tier.
+CHECKS = [pytest.param(name, check, id=f"{name}: {check.what}",
+                       marks=[pytest.mark.slow] if name == "char-shakespeare" and "loss" in check.what else [])
+          for name, spec in REGISTRY.items() for check in spec.checks]
 
 
 @pytest.mark.parametrize("name, check", CHECKS)

@@ -115,6 +115,7 @@ def test_pte_fixes_the_batch_and_refuses_another(tmp_path):
         step.execute([torch.randint(0, 40, (2, 1)), torch.randn(2, 1, 24), torch.randn(2, 1, 24)])
 
 
+@pytest.mark.slow
 def test_pt2_keeps_time_and_batch_dynamic_for_a_packed_classifier(tmp_path):
     """pack_padded_sequence cannot be exported at all; the scan form reads the padded batch and its lengths
     instead, so the classifier's model.pt2 takes any time and batch."""
@@ -151,6 +152,7 @@ def test_formats_name_what_must_be_written(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_a_missing_toolchain_is_said_once_or_fails_when_asked_for(tmp_path, monkeypatch):
     monkeypatch.setattr(program, "executorch_version", lambda: None)
     model, args, names, axes = user_models.case_rnnmodel_gru()
@@ -178,6 +180,7 @@ def test_pt2_and_pte_bytes_do_not_depend_on_the_export(tmp_path):
     assert str(export.__file__).rsplit("/export/", 1)[0].encode() not in (a / "model.pt2").read_bytes()
 
 
+@pytest.mark.slow
 def test_pt2_stack_traces_name_the_users_lines_not_seqedges(tmp_path):
     """A node's stack trace in model.pt2 keeps the user's source line (relative path) but not the frames of
     seqedge's own scan rewrite, whose line numbers would change every committed artifact with each edit."""
