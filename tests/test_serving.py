@@ -192,6 +192,16 @@ def test_run_streams_gives_each_stream_what_it_gets_alone(user, name):
         _close(together[k].state, s.state, f"{name} stream {k} state")
 
 
+def test_run_streams_with_a_stream_of_batch_2_beside_single_ones(user):
+    m = user["lm"]
+    feeds = [_sequence(m, 4, b, seed=k) for k, b in enumerate([1, 2, 1])]
+    together, alone = [Stream(m) for _ in feeds], [Stream(m) for _ in feeds]
+    outs = m.run_streams([(s, f) for s, f in zip(together, feeds)])
+    for k, f in enumerate(feeds):
+        _close(outs[k], alone[k].run(**f), f"lm stream {k} (batch {f['tokens'].shape[1]})")
+        _close(together[k].state, alone[k].state, f"lm stream {k} state")
+
+
 def test_run_streams_checks_the_whole_list_before_any_stream_moves(user):
     m, other = user["lm"], user["vad"]
     a, b = m.stream(), m.stream()
@@ -292,6 +302,13 @@ def test_run_batch_equals_one_by_one(user, name):
         for k in range(3):
             assert squeezed[k]["logits"].shape == (lengths[k], 20)
             np.testing.assert_allclose(squeezed[k]["logits"], batched[k]["logits"][:, 0], rtol=RTOL, atol=ATOL)
+        # Left out and given in one run (seven steps each: one group): each comes back as it went in.
+        given = [(0, False), (3, True), (7, False), (7, True)]  # (sequence, batch axis left out)
+        mixed = m.run_batch([{"tokens": seqs[k]["tokens"][:, 0]} if left else seqs[k] for k, left in given])
+        for j, (k, left) in enumerate(given):
+            want = ({n: np.take(v, 0, axis=m.io.output(n).shape.index("batch")) for n, v in batched[k].items()}
+                    if left else batched[k])
+            _close(mixed[j], want, f"lm: batch axes mixed in one run, item {j} (sequence {k}, left out: {left})")
 
 
 def test_runtime_run_cli(tmp_path):
