@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
-import lzma
-import math
 import os
 import signal
 import sys
 from pathlib import Path
 
-from . import __version__, corpus, load
-from .artifact import MODEL_FILES, VARIANTS, ArtifactError
-from .progress import Progress
+from . import __version__, load
 
-# numpy and onnxruntime (commands, Tagger, CharLM) and files are imported when a command runs: --help, --version and
-# usage errors answer without them.
+# Everything else (the artifact reader, corpus, progress, numpy and onnxruntime) is imported when a command runs:
+# --help, --version and usage errors answer within 2x of a bare Python start (benchmarks/cli_start.py).
+VARIANT_CHOICES = ("fp32", "int8")  # runtime.artifact.VARIANTS' names (tests/test_cli_fast.py holds them equal)
 
 
 # Each command and its one line, for --help here and in the `seqedge` script's list.
@@ -40,7 +36,7 @@ def _parser(prog: str = "python -m runtime") -> argparse.ArgumentParser:
     threads.add_argument("--threads", type=int, default=argparse.SUPPRESS,
                          help="onnxruntime intra-op threads, as before the subcommand (default 1)")
     model = argparse.ArgumentParser(add_help=False, parents=[threads])  # which model file of the artifact it runs
-    model.add_argument("--variant", choices=sorted(VARIANTS), default="fp32", help="model variant (default fp32)")
+    model.add_argument("--variant", choices=VARIANT_CHOICES, default="fp32", help="model variant (default fp32)")
     model.add_argument("--ort", action="store_true",
                        help="load the variant's ORT-format file (model.ort, model.int8.ort: what a minimal "
                             "onnxruntime build runs) instead of its .onnx")
@@ -112,6 +108,8 @@ def _parser(prog: str = "python -m runtime") -> argparse.ArgumentParser:
 
 
 def _load(args, kind):
+    from .artifact import ArtifactError
+
     model = load(args.artifact, intra_op_threads=args.threads, variant=args.variant,
                  format="ort" if args.ort else "onnx")
     if not isinstance(model, kind):
@@ -126,6 +124,10 @@ def _load(args, kind):
 
 def _read_text(path: str) -> str:
     """A whole UTF-8 text file, xz-compressed when its name ends in .xz; damage is a ValueError naming it."""
+    import lzma
+
+    from . import corpus
+
     try:
         with corpus.open_input(path) as f:
             return f.read().decode("utf-8")
@@ -152,6 +154,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m runtime") -> i
     """Exit status 0 on success; 1 with one line on stderr for any error (bad artifact or input, out of memory,
     standard output closed); 2 for a bad command line; 130 with one line when interrupted (Ctrl-C)."""
     args = _parser(prog).parse_args(argv)
+    from .artifact import ArtifactError
+
     interruptible()
     try:
         return _run(args)
@@ -171,7 +175,12 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m runtime") -> i
 
 
 def _run(args) -> int:
-    from . import CharLM, Tagger, commands
+    import json
+    import math
+
+    from . import CharLM, Tagger, commands, corpus
+    from .artifact import MODEL_FILES
+    from .progress import Progress
 
     to_files = args.command == "tag" and args.out is not None
     if sys.stdout is None and not to_files:  # started with standard output closed (`>&-`)
@@ -247,7 +256,7 @@ def _run_arrays(args) -> int:
 
 
 def _tag(args) -> int:
-    from . import Tagger, files
+    from . import Tagger, corpus, files
 
     if args.pretokenized and args.format == "conllu":
         raise ValueError("--pretokenized: only with --format text (CoNLL-U is split into words already)")

@@ -57,6 +57,14 @@ def test_answers_without_importing_torch(args, status, words):
     assert not modules & set(HEAVY), f"{case}: imported {sorted(modules & set(HEAVY))}"
 
 
+def test_the_variant_choices_are_the_artifacts_variants():
+    """The runtime's parser names the variants without importing the artifact reader (to start fast)."""
+    from runtime.__main__ import VARIANT_CHOICES
+    from runtime.artifact import VARIANTS
+
+    assert VARIANT_CHOICES == tuple(VARIANTS), (VARIANT_CHOICES, tuple(VARIANTS))
+
+
 def test_one_version_everywhere():
     """`python -m export --version`, `python -m runtime --version` and `seqedge --version` print the version pip
     installed (pyproject.toml reads runtime.__version__)."""
