@@ -31,7 +31,7 @@ from runtime.artifact import (BATCH, INT8_FILE, ONNX_FILE, OPS_CONFIG, ORT_VARIA
                               TORCHSCRIPT_FILE, ArtifactError, Manifest, model_file, read_manifest, sha256_bytes,
                               write_manifest)
 from .choices import EXPORTERS, FORMATS
-from .convert import (ONNX_PATHS, OPSET, check_onnx, quantize_int8, to_onnx, to_ort,
+from .convert import (ONNX_PATHS, OPSET, check_onnx, quantize_int8, start_ort, to_onnx,
                       to_torchscript, quiet_export_tools)
 from .errors import ExportError, ExportWarning, ParityError, PortabilityWarning, SignatureError
 from . import program as programs
@@ -361,8 +361,12 @@ def _build(job: _Job, model: torch.nn.Module, sig: Signature, tmp: Path) -> None
         (tmp / file_name).write_bytes(data)
         files.append(file_name)
     stages = [_STAGES[s] for s in _STAGES if (job.int8 if s == "int8" else s in job.formats)]
-    for stage in stages:
-        files += stage.make(job, build)
+    try:
+        for stage in stages:
+            files += stage.make(job, build)
+        build.finish(say, name)
+    finally:
+        build.cancel()  # after a failure: stop what still runs (a no-op once finished)
     if build.not_written:
         manifest.export["not_written"] = build.not_written
     manifest.files = {f: sha256_bytes((tmp / f).read_bytes()) for f in files}
@@ -433,6 +437,19 @@ class _Build:
     variants: list[str]  # the ONNX variants: fp32, and int8 when asked for
     not_written: dict[str, str] = field(default_factory=dict)  # format -> why it could not be made
     diffs: list[Diff] = field(default_factory=list)  # a stage's own verification, joined to the whole artifact's
+    # Work a stage started in another process: (its handle, what takes its result), finished or cancelled in _build.
+    pending: list[tuple[Any, Callable[[Any], None]]] = field(default_factory=list)
+
+    def finish(self, say: Callable[[str], None], name: str) -> None:
+        """Wait for the pending work and hand each result on."""
+        for work, take in self.pending:
+            if work.running():
+                say(f"{name}: waiting for the ORT converter ...")
+            take(work.finish())
+
+    def cancel(self) -> None:
+        for work, _ in self.pending:
+            work.cancel()
 
 
 @dataclass(frozen=True)
@@ -493,9 +510,13 @@ def _int8(job: _Job, build: _Build) -> list[str]:
 
 
 def _ort(job: _Job, build: _Build) -> list[str]:
-    """model.ort (and model.int8.ort) from each ONNX variant, with the operators config a minimal build needs."""
-    job.say(f"{job.name}: ORT format ...")
-    build.manifest.export["ort"] = to_ort(build.tmp, build.variants, job.previous, job.dest)
+    """model.ort (and model.int8.ort) from each ONNX variant, with the operators config a minimal build needs.
+    The converter runs in a process of its own while the next stages run; its files are in place before the
+    manifest lists them (``_Build.finish``)."""
+    job.say(f"{job.name}: ORT format (onnxruntime's converter, in its own process beside the next stages) ...")
+    conversion = start_ort(build.tmp, build.variants, job.previous, job.dest)
+    record = build.manifest.export["ort"] = {}  # its place in the manifest now, its contents when it finishes
+    build.pending.append((conversion, record.update))
     return [*(ORT_VARIANTS[v] for v in build.variants), OPS_CONFIG]
 
 

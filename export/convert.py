@@ -104,14 +104,14 @@ def to_torchscript(model: torch.nn.Module, args: tuple, path: Path,
     Python lists). Returns (method, reason). The same weights give the same bytes, wherever and in whatever process."""
     with quiet_export_tools(), _module_relative_source_paths(), fresh_jit_state():
         try:
-            module, method, reason = torch.jit.script(model), "script", "torch.jit.script compiles the module"
+            module, method, reason = _script(model), "script", "torch.jit.script compiles the module"
         except Exception as e:  # TorchScript's frontend raises many types for unsupported Python
             first = script_reason(e)
             annotated = annotate_forward(model, args)
             try:
                 if annotated is None:
                     raise e
-                module, method = torch.jit.script(annotated), "script"
+                module, method = _script(annotated), "script"
                 reason = (f"torch.jit.script failed ({first}); scripted with forward's argument types read off "
                           f"the example")
             except Exception:
@@ -124,6 +124,15 @@ def to_torchscript(model: torch.nn.Module, args: tuple, path: Path,
                 method, reason = "trace", f"torch.jit.script failed ({first}); traced instead"
         module.save(str(path))
     return method, reason
+
+
+def _script(model: torch.nn.Module) -> torch.jit.ScriptModule:
+    """torch.jit.script, refusing a result without a ``forward`` method: scripting a bare ``nn.LSTM``/``GRU``/``RNN``
+    keeps only its overloads (``forward_tensor``, ``forward_packed``), and the saved module cannot be called."""
+    module = torch.jit.script(model)
+    if not module._c._has_method("forward"):
+        raise RuntimeError(f"torch.jit.script of {type(model).__name__} has no forward method (only its overloads)")
+    return module
 
 
 def script_reason(e: BaseException, limit: int = 240) -> str:
@@ -324,12 +333,14 @@ ORT_CONVERTER = ("onnxruntime.tools.convert_onnx_models_to_ort (optimization sty
                  "platform: no NCHWc layout; operator config with types)")
 
 
-def to_ort(folder: Path, variants: list[str], previous: dict | None, previous_folder: Path) -> dict:
-    """Convert the ONNX files of ``variants`` in ``folder`` to ORT format beside them, write their operator
-    config (OPS_CONFIG), and return the manifest's ``export.ort`` record.
+def start_ort(folder: Path, variants: list[str], previous: dict | None, previous_folder: Path) -> "OrtConversion":
+    """Start converting the ONNX files of ``variants`` in ``folder`` to ORT format; ``finish()`` on the result
+    writes them beside their sources with their operator config (OPS_CONFIG) and returns the manifest's
+    ``export.ort`` record. The converter runs in a process of its own, so the export's next stages (torch.export,
+    the ExecuTorch lowering) go on meanwhile on another core.
 
     The converter writes its kernel type table in hash-map order, and the hash is seeded by an address (absl), so
-    its bytes change from process to process though the model does not. ``_run_converter`` runs it with address
+    its bytes change from process to process though the model does not. The converter's process runs with address
     randomization off, which makes its bytes the same on one machine; and when the artifact being replaced
     (``previous``, its manifest JSON, in ``previous_folder``) recorded the same conversion (the same record) of
     ONNX files with the same SHA-256, its ORT files are kept, after their own SHA-256 is checked: an export of
@@ -343,27 +354,73 @@ def to_ort(folder: Path, variants: list[str], previous: dict | None, previous_fo
     record = {"converter": ORT_CONVERTER, "onnxruntime": onnxruntime.__version__, "models": sources,
               "operators_config": OPS_CONFIG,
               "embedding_rows": {name: min(rows) for name in inputs if (rows := facts.gathered_rows(name))}}
-    reused = _previous_ort(folder, record, previous, previous_folder)
-    if reused is not None:
-        for name, data in reused.items():
-            (folder / name).write_bytes(data)
-        return record
-    # Under /tmp where there is one: the converter's process then sees paths of one length whatever TMPDIR says.
-    with tempfile.TemporaryDirectory(dir="/tmp" if os.path.isdir("/tmp") else None) as tmp:
-        src, out = Path(tmp) / "onnx", Path(tmp) / "ort"
-        src.mkdir()
-        for ort_name, onnx_name in sources.items():
-            (src / onnx_name).write_bytes((folder / onnx_name).read_bytes())
-        _run_converter(Path(tmp))
-        for ort_name, onnx_name in sources.items():
-            (folder / ort_name).write_bytes((out / Path(onnx_name).with_suffix(".ort").name).read_bytes())
-        # The converter's comment lines name the temporary paths of the models; name the artifact's files instead.
-        lines = [line for line in (out / OPS_CONFIG).read_text().splitlines() if not line.startswith("# ")]
+    return OrtConversion(folder, sources, record, _previous_ort(folder, record, previous, previous_folder))
+
+
+class OrtConversion:
+    """onnxruntime's converter at work on copies of the sources under a temporary folder (or the previous
+    artifact's files, when they are kept): ``finish()`` waits for it, writes the files and returns the record;
+    ``cancel()`` (after a failure elsewhere) stops it and removes its folder. Either may be called more than once."""
+
+    def __init__(self, folder: Path, sources: dict[str, str], record: dict, reused: dict[str, bytes] | None):
+        self.folder, self.sources, self.record, self.reused = folder, sources, record, reused
+        self.tmp: Path | None = None
+        self.proc: subprocess.Popen | None = None
+        if reused is None:
+            # Under /tmp where there is one: the converter's process then sees paths of one length whatever
+            # TMPDIR says.
+            self.tmp = Path(tempfile.mkdtemp(dir="/tmp" if os.path.isdir("/tmp") else None))
+            try:
+                (self.tmp / "onnx").mkdir()
+                for onnx_name in sources.values():
+                    (self.tmp / "onnx" / onnx_name).write_bytes((folder / onnx_name).read_bytes())
+                self.log = tempfile.TemporaryFile()  # its lines; a pipe left unread could fill and stop it
+                self.proc = _start_converter(self.tmp, self.log)
+            except BaseException:
+                self.cancel()
+                raise
+
+    def finish(self) -> dict:
+        folder, sources = self.folder, self.sources
+        if self.reused is not None:
+            for name, data in self.reused.items():
+                (folder / name).write_bytes(data)
+            return self.record
+        if self.proc is None:
+            raise ExportError("ORT format: the conversion was cancelled")
+        try:
+            code = self.proc.wait()
+            if code != 0:
+                self.log.seek(0)
+                text = self.log.read().decode("utf-8", "replace").strip()
+                tail = " ".join(text.splitlines()[-3:])[:500]
+                raise ExportError(f"ORT format: onnxruntime's converter failed (exit {code}): {tail}")
+            out = self.tmp / "ort"
+            for ort_name, onnx_name in sources.items():
+                (folder / ort_name).write_bytes((out / Path(onnx_name).with_suffix(".ort").name).read_bytes())
+            # The converter's comment lines name the temporary paths of the models; name the artifact's files.
+            lines = [line for line in (out / OPS_CONFIG).read_text().splitlines() if not line.startswith("# ")]
+        finally:
+            self.cancel()
         header = ["# ONNX Runtime operators (and types) the ORT-format models of this artifact use, for",
                   "# build.sh --minimal_build --include_ops_by_config <this file> --enable_reduced_operator_type_support",
                   *(f"# - {name}" for name in sorted(sources))]
-    (folder / OPS_CONFIG).write_text("\n".join(header + lines) + "\n")
-    return record
+        (folder / OPS_CONFIG).write_text("\n".join(header + lines) + "\n")
+        self.reused = {}  # finished: a second finish() returns the record again
+        return self.record
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cancel(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+            self.log.close()
 
 
 _CONVERT = """
@@ -374,17 +431,15 @@ convert_onnx_models_to_ort(pathlib.Path(sys.argv[1]), output_dir=pathlib.Path(sy
 """
 
 
-def _run_converter(tmp: Path) -> None:
+def _start_converter(tmp: Path, log) -> subprocess.Popen:
     """onnxruntime's converter on every .onnx in ``tmp/onnx``, into ``tmp/ort``, in a process of its own (it
-    prints a line per step and logs at INFO) started with address randomization off where ``setarch -R`` can do
-    that: its hash seed is an address, so then its bytes are the same from run to run. Where that address lands
-    also depends on what the process allocated before, so it starts the same way every time: the same arguments
-    (relative paths, in ``tmp``) and a fixed environment (measured: inheriting pytest's made other bytes)."""
-    proc = subprocess.run([*_no_aslr_prefix(), sys.executable, "-c", _CONVERT, "onnx", "ort"], cwd=tmp,
-                          env={"PYTHONHASHSEED": "0", "LC_ALL": "C"}, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = " ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])[:500]
-        raise ExportError(f"ORT format: onnxruntime's converter failed (exit {proc.returncode}): {tail}")
+    prints a line per step and logs at INFO, into ``log``) started with address randomization off where
+    ``setarch -R`` can do that: its hash seed is an address, so then its bytes are the same from run to run. Where
+    that address lands also depends on what the process allocated before, so it starts the same way every time:
+    the same arguments (relative paths, in ``tmp``) and a fixed environment (measured: inheriting pytest's made
+    other bytes)."""
+    return subprocess.Popen([*_no_aslr_prefix(), sys.executable, "-c", _CONVERT, "onnx", "ort"], cwd=tmp,
+                            env={"PYTHONHASHSEED": "0", "LC_ALL": "C"}, stdout=log, stderr=subprocess.STDOUT)
 
 
 @functools.lru_cache(maxsize=1)

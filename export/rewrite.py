@@ -50,9 +50,12 @@ class WrappedRNN(nn.Module):
 
 
 def replace_layers(model: nn.Module, names: list[str], wrap) -> tuple[nn.Module, list[str]]:
-    """A copy of ``model`` (weights shared) whose submodules ``names`` are ``wrap(layer)``; ``names``."""
+    """A copy of ``model`` (weights shared) whose submodules ``names`` are ``wrap(layer)``; ``names``. The name
+    "" is ``model`` itself (a bare ``nn.LSTM`` exported as it is): then the result is ``wrap(model)``."""
     if not names:
         return model, []
+    if "" in names:  # the model is the layer: nothing else to replace
+        return wrap(model), [""]
     clone = _share_weights_copy(model)
     for name in names:
         parent, _, attr = name.rpartition(".")

@@ -260,6 +260,32 @@ def test_given_names_and_state_are_used(tmp_path):
     assert q.run(input=tokens)["log_probs"].shape == (12, 40)
 
 
+@pytest.mark.parametrize("layer", ["LSTM", "GRU", "RNN"])
+def test_a_bare_recurrent_layer_exports_as_it_is(tmp_path, layer):
+    """``export_module(nn.LSTM(...))``: the model is the layer itself (its scripted form has no forward, only its
+    overloads, so it is traced; the portable and scan forms wrap the whole model), with its state in and out."""
+    torch.manual_seed(0)
+    model = getattr(torch.nn, layer)(3, 5, num_layers=2).eval()
+    h0 = torch.zeros(2, 2, 5)
+    args, names = ((torch.randn(6, 2, 3), (h0, h0.clone())), ["x", "h_0", "c_0"]) if layer == "LSTM" else (
+        (torch.randn(6, 2, 3), h0), ["x", "h_0"])
+    axes = {n: ({0: "time", 1: "batch"} if n == "x" else {1: "batch"}) for n in names}
+    folder = export.export_module(model, args, tmp_path / layer, names, axes,
+                                  formats=["pt2"] if layer == "LSTM" else [], quiet=True)
+    m = runtime.load(folder)
+    assert m.manifest.export["torchscript"]["method"] == "trace", m.manifest.export["torchscript"]
+    assert [i for i, _ in m.io.state] == names[1:], m.io.state
+    x = np.random.default_rng(1).standard_normal((9, 3, 3)).astype(np.float32)
+    want = model(torch.from_numpy(x))
+    want = [want[0], *(want[1] if layer == "LSTM" else [want[1]])]
+    got = m.run(x=x)
+    for spec, w in zip(m.io.outputs, want):
+        np.testing.assert_allclose(got[spec.name], w.detach().numpy(), rtol=RTOL, atol=ATOL,
+                                   err_msg=f"bare {layer}: {spec.name} at T=9, B=3")
+    if layer == "LSTM":
+        assert (folder / "model.pt2").exists() and m.manifest.export["pt2"]["scan_layers"] == [""]
+
+
 # ---- the CLI --------------------------------------------------------------------------------------------------
 
 RNN_KWARGS = {"rnn_type": "LSTM", "ntoken": 40, "ninp": 16, "nhid": 24, "nlayers": 2}

@@ -117,3 +117,30 @@ def test_cli_info_lists_the_ort_files():
     info = json.loads(out.stdout)
     assert {"model.ort", "model.int8.ort", OPS_CONFIG, MANIFEST} - {MANIFEST} <= set(info["files"])
     assert info["export"]["ort"]["models"] == {"model.ort": "model.onnx", "model.int8.ort": "model.int8.onnx"}
+
+
+def test_a_failure_after_the_ort_stage_stops_its_converter_and_leaves_nothing(tmp_path, monkeypatch):
+    """The converter runs in its own process beside the stages after it; when one of them fails, the export
+    fails as before, the converter is stopped and its temporary folder removed."""
+    import torch
+
+    import export
+    from export import api, convert
+
+    started = []
+    real = convert._start_converter
+    monkeypatch.setattr(convert, "_start_converter", lambda tmp, log: started.append((tmp, real(tmp, log))) or started[-1][1])
+
+    def boom(job, build):
+        raise RuntimeError("a stage after ORT broke")
+
+    monkeypatch.setitem(api._STAGES, "pt2", api._Stage(boom))
+    model = torch.nn.GRU(3, 4).eval()
+    with pytest.raises(export.ExportError, match="a stage after ORT broke"):
+        export.export_module(model, (torch.randn(5, 2, 3),), tmp_path / "gru", ["x"], {"x": {0: "time", 1: "batch"}},
+                             formats=["ort", "pt2"], quiet=True)
+    assert len(started) == 1, started
+    tmp, proc = started[0]
+    assert proc.poll() is not None, "the converter still runs"
+    assert not tmp.exists(), f"{tmp} left behind"
+    assert not (tmp_path / "gru").exists() and list(tmp_path.iterdir()) == [], list(tmp_path.iterdir())
