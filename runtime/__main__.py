@@ -153,7 +153,14 @@ def interruptible() -> None:
 def main(argv: list[str] | None = None, *, prog: str = "python -m runtime") -> int:
     """Exit status 0 on success; 1 with one line on stderr for any error (bad artifact or input, out of memory,
     standard output closed); 2 for a bad command line; 130 with one line when interrupted (Ctrl-C)."""
-    args = _parser(prog).parse_args(argv)
+    parser = _parser(prog)
+    args, extra = parser.parse_known_args(argv)
+    # argparse gives a positional list (tag's INPUTs) only the words before the first option; the ones after an
+    # option (``tag A --format conllu -``) are inputs too.
+    if extra and args.command == "tag" and all(e == "-" or not e.startswith("-") for e in extra):
+        args.inputs += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from .artifact import ArtifactError
 
     interruptible()

@@ -285,7 +285,10 @@ def test_raw_text_is_split_into_words_the_same_on_every_route(tagger, tmp_path):
     (src / "a.txt").write_text(RAW, encoding="utf-8")
     got = {"stdin": subprocess.run(_python_m("runtime", "tag", str(POS_EWT)), input=RAW.encode(), cwd=ROOT,
                                    capture_output=True, timeout=300).stdout,
-           "file": tag_cli(str(POS_EWT), str(src / "a.txt"))}
+           "- after an option": subprocess.run(_python_m("runtime", "tag", str(POS_EWT), "--format", "text", "-"),
+                                               input=RAW.encode(), cwd=ROOT, capture_output=True, timeout=300).stdout,
+           "file": tag_cli(str(POS_EWT), str(src / "a.txt")),
+           "file after an option": tag_cli(str(POS_EWT), "--format", "text", str(src / "a.txt"))}
     out = run_cli("runtime", "tag", str(POS_EWT), str(src), "--out", str(tmp_path / "out"))
     assert out.returncode == 0, out.stderr
     got["--out"] = (tmp_path / "out" / "a.txt").read_bytes()
