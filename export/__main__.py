@@ -145,6 +145,11 @@ def _check(args) -> tuple[list[str], "cli.Request | None"]:
     if unknown:
         raise UsageError(f"unknown model(s) {unknown}: expected names from: {', '.join(CATALOG)}")
     names = list(CATALOG) if args.all else args.names
+    if args.data is not None:
+        no_data = [n for n in names if not CATALOG[n].reads_data]
+        if no_data:
+            raise UsageError(f"--data: {', '.join(no_data)} read(s) no data files (expected only models that do: "
+                             f"{', '.join(n for n, e in CATALOG.items() if e.reads_data)})")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out}: expected a folder, got a file")
     check_writable(args.out, f"--out {args.out}")  # before any work, and leaves nothing behind
@@ -168,12 +173,7 @@ def _work(args, names: list[str], request) -> int:
 
     if request is not None:
         return cli.run(args, request, _table)
-    if args.data is not None:
-        no_data = [n for n in names if not REGISTRY[n].data_files]
-        if no_data:
-            with_data = [n for n, s in REGISTRY.items() if s.data_files]
-            return _fail(f"--data: {', '.join(no_data)} read(s) no data files (expected only models that do: "
-                         f"{', '.join(with_data)})", 2)
+    if args.data is not None:  # every name reads data (checked before torch)
         for n in names:
             use_data_dir(REGISTRY[n], args.data)
     for n in names:  # every data file is there before any work starts

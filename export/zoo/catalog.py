@@ -11,6 +11,7 @@ class Entry(NamedTuple):
     kind: str  # recurrent | tagger | char-lm
     source: str  # which seed tutorials (or data set) it comes from
     summary: str
+    reads_data: bool = False  # reads data files (ModelSpec.data_files, which must agree): --data is checked by this
 
 
 CATALOG: dict[str, Entry] = {
@@ -24,6 +25,8 @@ CATALOG: dict[str, Entry] = {
     "lstm-2layer-batch-first": Entry("recurrent", "004", "nn.LSTM(3, 5, num_layers=2, batch_first=True)"),
     "char-hello": Entry("char-lm", "004", "char LSTM(35, 35, 3) memorizing one sentence"),
     "char-hello-batch-first": Entry("char-lm", "004", "the batched batch_first char LSTM"),
-    "pos-ewt": Entry("tagger", "UD English EWT", "char-BiLSTM + word embeddings -> 2-layer BiLSTM UPOS tagger"),
-    "char-shakespeare": Entry("char-lm", "tiny-shakespeare", "char LSTM language model, streamed one char per step"),
+    "pos-ewt": Entry("tagger", "UD English EWT", "char-BiLSTM + word embeddings -> 2-layer BiLSTM UPOS tagger",
+                     reads_data=True),
+    "char-shakespeare": Entry("char-lm", "tiny-shakespeare", "char LSTM language model, streamed one char per step",
+                              reads_data=True),
 }

@@ -47,6 +47,9 @@ class ModelSpec:
     def __post_init__(self):
         if self.name not in CATALOG:
             raise KeyError(f"{self.name!r}: not in export/zoo/catalog.py's CATALOG (every registered model is)")
+        if bool(self.data_files) != CATALOG[self.name].reads_data:
+            raise ValueError(f"{self.name!r}: data_files {self.data_files} but export/zoo/catalog.py says "
+                             f"reads_data={CATALOG[self.name].reads_data}")
 
     kind = property(lambda self: CATALOG[self.name].kind)
     source = property(lambda self: CATALOG[self.name].source)
