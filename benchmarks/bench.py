@@ -1195,11 +1195,11 @@ def load_line(r: dict) -> str:
             f"after it (limit {OTHERS_LIMIT}).")
 
 
-def readme_refusal(load: dict, force: bool) -> str | None:
+def docs_refusal(load: dict, force: bool) -> str | None:
     """The one-line error for --docs after a run on a busy machine (None: go ahead)."""
     if load["busy"] and not force:
         return (f"error: busy machine ({'; '.join(load['busy'])}): docs/benchmarks.md not updated; rerun on a quiet "
-                "machine, or pass --force-docs (alias --force-readme)")
+                "machine, or pass --force-docs")
     return None
 
 
@@ -1442,18 +1442,17 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="about a minute: fewer repeats, smaller inputs (smoke test)")
     p.add_argument("--out", type=Path, help="where results.json, results.md and chart.png go (default: benchmarks/, "
                                             "or benchmarks/quick/ with --quick, so a smoke run never replaces results)")
-    # --readme/--force-readme: the names from when the table was in README.md (make bench passes --readme)
-    p.add_argument("--docs", "--readme", dest="readme", action="store_true",
+    p.add_argument("--docs", action="store_true",
                    help="also put the results table into docs/benchmarks.md (refused when the machine was busy)")
-    p.add_argument("--force-docs", "--force-readme", dest="force_readme", action="store_true",
+    p.add_argument("--force-docs", action="store_true",
                    help="with --docs: update docs/benchmarks.md even from a run on a busy machine (its table says so)")
     args = p.parse_args(argv)
     quick = args.quick
     args.out = args.out or (OUT / "quick" if quick else OUT)
-    if args.readme and quick:
-        p.error("--docs (--readme) takes a full run's figures, not --quick ones")
-    if args.force_readme and not args.readme:
-        p.error("--force-docs (--force-readme) goes with --docs (--readme)")
+    if args.docs and quick:
+        p.error("--docs takes a full run's figures, not --quick ones")
+    if args.force_docs and not args.docs:
+        p.error("--force-docs goes with --docs")
     for a in (POS, LM):
         if not (a / "manifest.json").exists():
             print(f"error: {a} missing; run `make run` first", file=sys.stderr)
@@ -1505,8 +1504,8 @@ def main(argv=None) -> int:
     chart(r, args.out / "chart.png")
     print(md)
     print(f"[bench] done in {r['bench_s']:.0f}s: {args.out / 'results.md'}", file=sys.stderr)
-    if args.readme:
-        refusal = readme_refusal(load, args.force_readme)
+    if args.docs:
+        refusal = docs_refusal(load, args.force_docs)
         if refusal:
             print(refusal, file=sys.stderr)
             return 1

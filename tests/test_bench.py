@@ -87,25 +87,25 @@ def test_quick_bench_runs_every_section_and_writes_json_markdown_and_chart(tmp_p
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_readme_update_needs_a_full_run():
-    out = subprocess.run([sys.executable, "benchmarks/bench.py", "--quick", "--readme"], cwd=ROOT,
+def test_docs_update_needs_a_full_run():
+    out = subprocess.run([sys.executable, "benchmarks/bench.py", "--quick", "--docs"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "--readme" in out.stderr
+    assert out.returncode == 2 and "--docs" in out.stderr
 
 
-def test_force_readme_goes_with_readme():
-    out = subprocess.run([sys.executable, "benchmarks/bench.py", "--quick", "--force-readme"], cwd=ROOT,
+def test_force_docs_goes_with_docs():
+    out = subprocess.run([sys.executable, "benchmarks/bench.py", "--quick", "--force-docs"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "--force-readme" in out.stderr
+    assert out.returncode == 2 and "--force-docs" in out.stderr
 
 
-def test_readme_refused_after_a_busy_run_unless_forced():
+def test_docs_refused_after_a_busy_run_unless_forced():
     code = ("import bench; busy = {'busy': ['1-min load average 3.00 before the run (limit 0.5)']}; "
-            "print(repr(bench.readme_refusal(busy, False))); print(repr(bench.readme_refusal(busy, True))); "
-            "print(repr(bench.readme_refusal({'busy': []}, False)))")
+            "print(repr(bench.docs_refusal(busy, False))); print(repr(bench.docs_refusal(busy, True))); "
+            "print(repr(bench.docs_refusal({'busy': []}, False)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "benchmarks", capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     refused, forced, quiet = out.stdout.splitlines()
-    assert refused.startswith("'error: busy machine") and "--force-readme" in refused
+    assert refused.startswith("'error: busy machine") and "--force-docs" in refused
     assert forced == quiet == "None"
