@@ -366,6 +366,7 @@ class OrtConversion:
         self.folder, self.sources, self.record, self.reused = folder, sources, record, reused
         self.tmp: Path | None = None
         self.proc: subprocess.Popen | None = None
+        self.log = None
         if reused is None:
             # Under /tmp where there is one: the converter's process then sees paths of one length whatever
             # TMPDIR says.
@@ -420,7 +421,9 @@ class OrtConversion:
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
+        if self.log is not None:
             self.log.close()
+            self.log = None
 
 
 _CONVERT = """
