@@ -24,11 +24,15 @@ $(STAMP): pyproject.toml Makefile
 run: install
 	$(PY) -m export --all --force
 
+# One pytest process per core, at most 4 (pytest-xdist); each test file runs whole in one of them, so its
+# module fixtures (exports) are made once. pytest tests/test_x.py alone runs in one process.
+PYTEST  := $(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile
+
 test: install
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # Runtime vs eager torch vs TorchScript, one thread, side by side; rewrites the results table in docs/benchmarks.md.
 bench: install
