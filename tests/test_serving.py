@@ -202,6 +202,45 @@ def test_run_streams_with_a_stream_of_batch_2_beside_single_ones(user):
         _close(together[k].state, alone[k].state, f"lm stream {k} state")
 
 
+class PackedEncoder(torch.nn.Module):
+    """An LSTM encoder over padded chunks with explicit state and lengths, as streaming ASR encoders are written."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(4, 6)
+
+    def forward(self, x, lengths, h0, c0):
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+        out, (h, c) = self.lstm(packed, (h0, c0))
+        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=x.size(0))
+        return out, h, c
+
+
+def test_a_stream_with_state_and_lengths_checks_every_chunks_lengths(tmp_path):
+    """Chunks shaped as the last one take Stream.run's short path; their lengths are still checked against the
+    chunk's time axis, and chunks equal the whole."""
+    torch.manual_seed(0)
+    names = ["x", "lengths", "h0", "c0"]
+    folder = export.export_module(
+        PackedEncoder().eval(), (torch.randn(5, 2, 4), torch.tensor([5, 3]), torch.zeros(1, 2, 6), torch.zeros(1, 2, 6)),
+        tmp_path / "enc", names, {"x": {0: "time", 1: "batch"}, "lengths": {0: "batch"}, "h0": {1: "batch"},
+                                  "c0": {1: "batch"}},
+        lengths="lengths", output_names=["out", "h", "c"], state={"h0": "h", "c0": "c"}, formats=[], quiet=True)
+    m = runtime.load(folder)
+    x = np.random.default_rng(0).standard_normal((12, 1, 4)).astype(np.float32)
+    s = m.stream()
+    parts = [s.run(x=x[k:k + 4], lengths=np.array([4])) for k in (0, 4, 8)]  # the 2nd and 3rd: the short path
+    whole = m.run(x=x, lengths=np.array([12]))
+    np.testing.assert_allclose(np.concatenate([p["out"] for p in parts]), whole["out"], rtol=RTOL, atol=ATOL,
+                               err_msg="packed encoder: three chunks of 4 vs the whole 12")
+    _close(s.state, {"h0": whole["h"], "c0": whole["c"]}, "packed encoder: state after three chunks")
+    before = s.state
+    for bad in (5, 0):
+        with pytest.raises(ValueError, match=r"expected valid lengths in \[1, 4\]"):
+            s.run(x=x[:4], lengths=np.array([bad]))
+        _close(s.state, before, f"packed encoder: lengths {bad} refused, the state did not move")
+
+
 def test_run_streams_checks_the_whole_list_before_any_stream_moves(user):
     m, other = user["lm"], user["vad"]
     a, b = m.stream(), m.stream()
