@@ -54,3 +54,14 @@ def rehash(folder: Path, file_name: str = "model.onnx") -> None:
     from runtime.artifact import sha256_bytes
 
     edit_manifest(folder, lambda m: m["files"].__setitem__(file_name, sha256_bytes((folder / file_name).read_bytes())))
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Files with the most slow tests first, each file's tests in their own order: `make test` hands whole files
+    to its worker processes in this order (pytest-xdist --dist loadfile), so the longest ones start first
+    instead of finishing last on one worker while the other waits."""
+    slow: dict[str, int] = {}
+    for item in items:
+        slow[item.fspath.strpath] = slow.get(item.fspath.strpath, 0) + (item.get_closest_marker("slow") is not None)
+    order = {path: k for k, path in enumerate(sorted(slow, key=lambda p: -slow[p]))}
+    items.sort(key=lambda item: order[item.fspath.strpath])
