@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -366,7 +367,8 @@ class OrtConversion:
         self.folder, self.sources, self.record, self.reused = folder, sources, record, reused
         self.tmp: Path | None = None
         self.proc: subprocess.Popen | None = None
-        self.log = None
+        self.output: list[str] = []  # its stdout and stderr once it ended (read by a thread meanwhile)
+        self.reader: threading.Thread | None = None
         if reused is None:
             # Under /tmp where there is one: the converter's process then sees paths of one length whatever
             # TMPDIR says.
@@ -375,8 +377,12 @@ class OrtConversion:
                 (self.tmp / "onnx").mkdir()
                 for onnx_name in sources.values():
                     (self.tmp / "onnx" / onnx_name).write_bytes((folder / onnx_name).read_bytes())
-                self.log = tempfile.TemporaryFile()  # its lines; a pipe left unread could fill and stop it
-                self.proc = _start_converter(self.tmp, self.log)
+                self.proc = _start_converter(self.tmp)
+                # A pipe left unread could fill and stop it; a file instead of pipes changes its bytes (measured:
+                # its stdout's type changes what Python allocates at start, so where the hash seed lands).
+                self.reader = threading.Thread(target=lambda: self.output.extend(self.proc.communicate()),
+                                               daemon=True)
+                self.reader.start()
             except BaseException:
                 self.cancel()
                 raise
@@ -390,10 +396,10 @@ class OrtConversion:
         if self.proc is None:
             raise ExportError("ORT format: the conversion was cancelled")
         try:
-            code = self.proc.wait()
+            self.reader.join()
+            code = self.proc.returncode
             if code != 0:
-                self.log.seek(0)
-                text = self.log.read().decode("utf-8", "replace").strip()
+                text = (self.output[1] or self.output[0]).strip() if self.output else ""
                 tail = " ".join(text.splitlines()[-3:])[:500]
                 raise ExportError(f"ORT format: onnxruntime's converter failed (exit {code}): {tail}")
             out = self.tmp / "ort"
@@ -416,14 +422,13 @@ class OrtConversion:
     def cancel(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait()
+        if self.reader is not None:
+            self.reader.join()  # communicate() returns once the process has ended
+            self.reader = None
         self.proc = None
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
-        if self.log is not None:
-            self.log.close()
-            self.log = None
 
 
 _CONVERT = """
@@ -434,15 +439,16 @@ convert_onnx_models_to_ort(pathlib.Path(sys.argv[1]), output_dir=pathlib.Path(sy
 """
 
 
-def _start_converter(tmp: Path, log) -> subprocess.Popen:
+def _start_converter(tmp: Path) -> subprocess.Popen:
     """onnxruntime's converter on every .onnx in ``tmp/onnx``, into ``tmp/ort``, in a process of its own (it
-    prints a line per step and logs at INFO, into ``log``) started with address randomization off where
+    prints a line per step and logs at INFO, into pipes) started with address randomization off where
     ``setarch -R`` can do that: its hash seed is an address, so then its bytes are the same from run to run. Where
     that address lands also depends on what the process allocated before, so it starts the same way every time:
     the same arguments (relative paths, in ``tmp``) and a fixed environment (measured: inheriting pytest's made
     other bytes)."""
     return subprocess.Popen([*_no_aslr_prefix(), sys.executable, "-c", _CONVERT, "onnx", "ort"], cwd=tmp,
-                            env={"PYTHONHASHSEED": "0", "LC_ALL": "C"}, stdout=log, stderr=subprocess.STDOUT)
+                            env={"PYTHONHASHSEED": "0", "LC_ALL": "C"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 @functools.lru_cache(maxsize=1)

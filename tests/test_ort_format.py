@@ -129,7 +129,7 @@ def test_a_failure_after_the_ort_stage_stops_its_converter_and_leaves_nothing(tm
 
     started = []
     real = convert._start_converter
-    monkeypatch.setattr(convert, "_start_converter", lambda tmp, log: started.append((tmp, real(tmp, log))) or started[-1][1])
+    monkeypatch.setattr(convert, "_start_converter", lambda tmp: started.append((tmp, real(tmp))) or started[-1][1])
 
     def boom(job, build):
         raise RuntimeError("a stage after ORT broke")
