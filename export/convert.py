@@ -361,7 +361,8 @@ def start_ort(folder: Path, variants: list[str], previous: dict | None, previous
 class OrtConversion:
     """onnxruntime's converter at work on copies of the sources under a temporary folder (or the previous
     artifact's files, when they are kept): ``finish()`` waits for it, writes the files and returns the record;
-    ``cancel()`` (after a failure elsewhere) stops it and removes its folder. Either may be called more than once."""
+    ``cancel()`` (after a failure elsewhere, and after ``finish``) stops it and removes its folder; it may be called
+    more than once."""
 
     def __init__(self, folder: Path, sources: dict[str, str], record: dict, reused: dict[str, bytes] | None):
         self.folder, self.sources, self.record, self.reused = folder, sources, record, reused
@@ -413,7 +414,6 @@ class OrtConversion:
                   "# build.sh --minimal_build --include_ops_by_config <this file> --enable_reduced_operator_type_support",
                   *(f"# - {name}" for name in sorted(sources))]
         (folder / OPS_CONFIG).write_text("\n".join(header + lines) + "\n")
-        self.reused = {}  # finished: a second finish() returns the record again
         return self.record
 
     def running(self) -> bool:
